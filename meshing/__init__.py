@@ -1,0 +1,1 @@
+"""polycrack meshing: particle geometry + Voronoi grains + binder shell -> tagged tetrahedral mesh."""

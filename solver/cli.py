@@ -1,0 +1,154 @@
+"""The ``polycrack`` command (ARCHITECTURE.md section 3.1).
+
+Exit codes: 0 success, 2 bad input (or a command not built yet), 1 numerical failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from . import __version__
+from .errors import InputError, NotBuiltError, SolverFailure
+
+EXAMPLES = """examples:
+  polycrack run examples/sphere_electrochem.yaml -o runs/sphere
+  polycrack run case.yaml --set fracture.Gc_GB_J_m2=3.0 --set solver.linear=fieldsplit
+  mpirun -n 4 polycrack run case.yaml -o runs/case
+  polycrack check case.yaml            # validate and print the resolved case
+"""
+
+
+def _not_built(name: str, issue: str) -> Callable[[argparse.Namespace], int]:
+    def cmd(args: argparse.Namespace) -> int:
+        raise NotBuiltError(f"'polycrack {name}' is not built yet ({issue}).")
+
+    return cmd
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from .config import load_case
+    from .summary import material_summary
+
+    rc = load_case(args.case, args.set)
+    import yaml
+
+    print(f"{args.case}: valid")
+    print(f"parameter set: {rc.params_path}")
+    if args.verbose:
+        print(yaml.safe_dump(rc.to_dict(), sort_keys=False))
+    print(material_summary(rc))
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .config import load_case
+
+    rc = load_case(args.case, args.set)
+    if args.dry_run:
+        print(f"{args.case}: valid (dry run, nothing solved)")
+        return 0
+    _ = rc
+    raise NotBuiltError(
+        "'polycrack run' is not built yet: the solver lands with the electrochemistry and coupled-run "
+        "issues. The case file is valid; 'polycrack check' prints what was resolved."
+    )
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(Path(args.output))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    p = argparse.ArgumentParser(
+        prog="polycrack",
+        description="Chemo-mechanical phase-field fracture of polycrystalline cathode particles "
+        "(DOLFINx). Parameters and case files: see README.md and params/.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--version", action="version", version=f"polycrack {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    def case_args(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("case", type=Path, help="case file (YAML)")
+        sp.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override a case or parameter value, e.g. --set electrochemistry.D_m2_s=1e-14 "
+            "or --set solver.linear=fieldsplit (repeatable; validated like the file)",
+        )
+
+    sp = sub.add_parser("mesh", help="build the mesh bundle of a case")
+    case_args(sp)
+    sp.add_argument("-o", "--output", type=Path, help="bundle directory")
+    sp.set_defaults(func=_not_built("mesh", "meshing issue"))
+
+    sp = sub.add_parser("run", help="run a case (also under mpirun -n N)")
+    case_args(sp)
+    sp.add_argument("-o", "--output", type=Path, help="run directory")
+    sp.add_argument("--restart", type=Path, metavar="DIR", help="continue from a run directory")
+    sp.add_argument("--dry-run", action="store_true", help="validate only")
+    sp.set_defaults(func=_cmd_run)
+
+    sp = sub.add_parser("check", help="validate a case file and print the resolved parameters")
+    case_args(sp)
+    sp.add_argument("-v", "--verbose", action="store_true", help="print the whole resolved case")
+    sp.set_defaults(func=_cmd_check)
+
+    sp = sub.add_parser(
+        "verify", help="run the closed-form verification cases (MODEL.md section 6)"
+    )
+    sp.set_defaults(func=_not_built("verify", "physics issues"))
+
+    sp = sub.add_parser("plot", help="write the figures of a run directory")
+    sp.add_argument("run_dir", type=Path)
+    sp.set_defaults(func=_not_built("plot", "coupled-run issue"))
+
+    sp = sub.add_parser(
+        "sweep", help="expand and run (or write a SLURM array for) a parameter grid"
+    )
+    sp.add_argument("sweep_file", type=Path)
+    sp.set_defaults(func=_not_built("sweep", "sweep issue"))
+
+    sp = sub.add_parser("collect", help="join finished runs of a sweep into one table")
+    sp.add_argument("sweep_dir", type=Path)
+    sp.set_defaults(func=_not_built("collect", "sweep issue"))
+
+    sp = sub.add_parser("demo", help="run the built-in default case end to end")
+    sp.add_argument(
+        "-o", "--output", default="demo_out", help="output directory (default demo_out)"
+    )
+    sp.set_defaults(func=_cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except InputError as exc:
+        print(f"polycrack: error: {exc}", file=sys.stderr)
+        return 2
+    except SolverFailure as exc:
+        print(f"polycrack: solver failure: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("polycrack: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

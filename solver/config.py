@@ -1,0 +1,641 @@
+"""Case files and parameter sets: schema, loading, ``--set`` overrides and clear error messages.
+
+A *case file* (YAML, ARCHITECTURE.md section 3.3) names a *parameter set* (``params/<name>.yaml``
+or a path) and may override any of its values. Everything is validated here, before any mesh or
+solve, and every error names the file, the key path and, for a misspelt key, the nearest valid one.
+
+Parameter-set files store ``key_with_unit: {value: ..., source: ...}``; case files and overrides
+give plain values. Units are SI and in the key name; geometry lengths are in µm (``_um``).
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import types
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+import params as _params
+
+from .errors import InputError
+
+# ---------------------------------------------------------------------------------------------
+# Parameter set
+# ---------------------------------------------------------------------------------------------
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
+Positive = Annotated[float, Field(gt=0.0)]
+Poisson = Annotated[float, Field(gt=-1.0, lt=0.5)]
+
+
+class ElectrochemistryParams(_Strict):
+    """Li transport and Butler-Volmer kinetics (MODEL.md section 3)."""
+
+    c_max_mol_m3: Positive
+    x0: Fraction
+    D_m2_s: Positive
+    m_ref_A_m2p5_mol1p5: Positive
+    c_e_mol_m3: Positive
+    alpha_a: Fraction = 0.5
+    alpha_c: Fraction = 0.5
+    T_K: Positive = 298.15
+    ocp: Literal["chen2020"] = "chen2020"
+    i0_regularisation_x: Annotated[float, Field(gt=0.0, le=0.05)] = 1e-3
+    molar_mass_g_mol: Positive = 97.28
+
+
+class MechanicsParams(_Strict):
+    """Elasticity of grains and binder, lattice-strain table and its mapping onto x."""
+
+    E_particle_Pa: Positive
+    nu_particle: Poisson
+    E_binder_Pa: Positive
+    nu_binder: Poisson
+    lattice_table: str = "data/nmc811_lattice_maerker2019.tsv"
+    lattice_interpolation: Literal["linear", "pchip"] = "linear"
+    strain_mapping: Literal["direct", "normalised"] = "direct"
+    strain_map_data_x_start: Fraction | Literal[1.0] = 1.0
+    strain_map_data_x_end: Fraction = 0.12
+    strain_map_voltage_V: Positive = 4.5
+
+    @model_validator(mode="after")
+    def _mapping_order(self) -> MechanicsParams:
+        if self.strain_map_data_x_end >= self.strain_map_data_x_start:
+            raise ValueError(
+                "strain_map_data_x_end must be smaller than strain_map_data_x_start "
+                f"(got {self.strain_map_data_x_end} >= {self.strain_map_data_x_start})"
+            )
+        return self
+
+
+class FractureParams(_Strict):
+    """AT2 phase field and grain-boundary toughness (MODEL.md section 3)."""
+
+    Gc_bulk_J_m2: Positive
+    Gc_GB_J_m2: Positive
+    l_m: Positive
+    l_gamma_m: Positive
+    k_residual: Annotated[float, Field(ge=0.0, lt=1e-2)] = 1e-7
+    split: Literal["none", "voldev", "spectral", "hybrid"] = "hybrid"
+
+    @field_validator("l_m", "l_gamma_m")
+    @classmethod
+    def _length_scale(cls, v: float) -> float:
+        if not 1e-9 <= v <= 1e-4:
+            raise ValueError(f"length scale {v} m is outside [1e-9, 1e-4] m; is it in metres?")
+        return v
+
+
+class Parameters(_Strict):
+    """A resolved parameter set (plain values, SI)."""
+
+    name: str = "custom"
+    description: str = ""
+    electrochemistry: ElectrochemistryParams
+    mechanics: MechanicsParams
+    fracture: FractureParams
+
+
+PARAM_SECTIONS = ("electrochemistry", "mechanics", "fracture")
+
+# ---------------------------------------------------------------------------------------------
+# Case file
+# ---------------------------------------------------------------------------------------------
+
+
+class ParticleConfig(_Strict):
+    """Where the particle shape comes from (meshing/)."""
+
+    source: Literal["sphere", "synthetic", "ct", "surface"] = "sphere"
+    diameter_um: Positive = 14.0
+    file: Path | None = None
+    voxel_size_um: Positive | None = None
+    raw_shape: tuple[int, int, int] | None = None
+    raw_dtype: str | None = None
+    shape_seed: int = 0
+
+    @model_validator(mode="after")
+    def _needs_file(self) -> ParticleConfig:
+        if self.source in ("ct", "surface") and self.file is None:
+            raise ValueError(f"particle source '{self.source}' needs 'file'")
+        if self.source == "ct" and self.voxel_size_um is None:
+            raise ValueError("particle source 'ct' needs 'voxel_size_um'")
+        if self.file is not None and str(self.file).endswith(".raw"):
+            if self.raw_shape is None or self.raw_dtype is None:
+                raise ValueError("a .raw CT volume needs 'raw_shape' [nz, ny, nx] and 'raw_dtype'")
+        return self
+
+
+class GrainsConfig(_Strict):
+    """Voronoi primary grains; ``count: 0`` makes the particle a single grain."""
+
+    count: Annotated[int, Field(ge=0, le=100000)] = 400
+    seed: int = 1
+    min_edge_um: Positive = 0.05
+
+
+class MeshConfig(_Strict):
+    """Target element sizes (µm) of the gmsh mesh and uniform refinement levels in DOLFINx."""
+
+    particle_size_um: Positive = 0.4
+    binder_size_um: Positive = 2.0
+    refine_levels: Annotated[int, Field(ge=0, le=4)] = 0
+
+
+class GeometryConfig(_Strict):
+    """Particle, grains, binder shell and mesh; or an existing mesh bundle."""
+
+    particle: ParticleConfig = ParticleConfig()
+    grains: GrainsConfig = GrainsConfig()
+    binder_outer_diameter_um: Positive = 20.0
+    mesh: MeshConfig = MeshConfig()
+    bundle: Path | None = None
+
+    @model_validator(mode="after")
+    def _binder_outside(self) -> GeometryConfig:
+        if self.binder_outer_diameter_um <= self.particle.diameter_um:
+            raise ValueError(
+                f"binder_outer_diameter_um ({self.binder_outer_diameter_um}) must exceed "
+                f"particle.diameter_um ({self.particle.diameter_um})"
+            )
+        if self.mesh.particle_size_um >= self.particle.diameter_um / 2:
+            raise ValueError(
+                f"mesh.particle_size_um ({self.mesh.particle_size_um}) must be smaller than the "
+                f"particle radius ({self.particle.diameter_um / 2} µm)"
+            )
+        return self
+
+
+class MaterialConfig(_Strict):
+    """Parameter set by name (``params/<set>.yaml``) or path, and overrides of its values."""
+
+    set: str = "nmc811_parks2023"
+    overrides: dict[str, Any] = {}
+
+
+class CCStep(_Strict):
+    """Constant current at ``c_rate`` (1C empties the theoretical capacity in 1 h) until a voltage."""
+
+    type: Literal["cc"]
+    c_rate: Positive
+    until_voltage_V: float
+    direction: Literal["charge", "discharge"] = "charge"
+    max_time_s: Positive | None = None
+
+
+class CVStep(_Strict):
+    """Constant voltage until the current drops below ``until_c_rate`` or ``max_time_s`` passes."""
+
+    type: Literal["cv"]
+    voltage_V: float
+    until_c_rate: Positive | None = None
+    max_time_s: Positive | None = None
+
+    @model_validator(mode="after")
+    def _has_stop(self) -> CVStep:
+        if self.until_c_rate is None and self.max_time_s is None:
+            raise ValueError("a 'cv' step needs 'until_c_rate' or 'max_time_s' (or both)")
+        return self
+
+
+class RestStep(_Strict):
+    """Open circuit (zero current) for ``duration_s``."""
+
+    type: Literal["rest"]
+    duration_s: Positive
+
+
+Step = Annotated[Union[CCStep, CVStep, RestStep], Field(discriminator="type")]  # noqa: UP007
+
+
+class PhysicsConfig(_Strict):
+    """Which fields are solved. Electrochemistry is always on."""
+
+    mechanics: bool = True
+    fracture: bool = True
+    outer_boundary: Literal["clamped", "traction_free"] = "clamped"
+    displacement_degree: Literal[1, 2] = 1
+
+    @model_validator(mode="after")
+    def _fracture_needs_mechanics(self) -> PhysicsConfig:
+        if self.fracture and not self.mechanics:
+            raise ValueError("fracture: true needs mechanics: true")
+        return self
+
+
+class SolverConfig(_Strict):
+    """Nonlinear/linear solver and adaptive time stepping."""
+
+    linear: Literal["mumps", "mumps_lagged", "fieldsplit", "staggered"] = "mumps"
+    dt_initial_s: Positive = 10.0
+    dt_min_s: Positive = 1e-3
+    dt_max_s: Positive = 3600.0
+    time_rtol: Positive = 1e-3
+    newton_rtol: Positive = 1e-9
+    newton_atol: Positive = 1e-10
+    newton_max_iterations: Annotated[int, Field(ge=1, le=200)] = 25
+    max_dphi_per_step: Annotated[float, Field(gt=0.0, le=1.0)] = 0.2
+    max_retries: Annotated[int, Field(ge=0, le=50)] = 8
+    event_voltage_tol_V: Positive = 1e-4
+
+    @model_validator(mode="after")
+    def _dt_order(self) -> SolverConfig:
+        if not self.dt_min_s <= self.dt_initial_s <= self.dt_max_s:
+            raise ValueError(
+                f"need dt_min_s <= dt_initial_s <= dt_max_s (got {self.dt_min_s}, "
+                f"{self.dt_initial_s}, {self.dt_max_s})"
+            )
+        return self
+
+
+class OutputConfig(_Strict):
+    """What the run directory receives and how often."""
+
+    dir: Path | None = None
+    fields_at_voltages_V: list[float] = [4.0, 4.2, 4.5]
+    field_every_steps: Annotated[int, Field(ge=0)] = 0
+    checkpoint_every_steps: Annotated[int, Field(ge=0)] = 20
+    checkpoint_every_minutes: Annotated[float, Field(ge=0.0)] = 10.0
+
+
+class Case(_Strict):
+    """A whole case file."""
+
+    name: str | None = None
+    geometry: GeometryConfig = GeometryConfig()
+    material: MaterialConfig = MaterialConfig()
+    protocol: Annotated[list[Step], Field(min_length=1)]
+    physics: PhysicsConfig = PhysicsConfig()
+    solver: SolverConfig = SolverConfig()
+    output: OutputConfig = OutputConfig()
+
+
+CASE_SECTIONS = tuple(Case.model_fields)
+
+# ---------------------------------------------------------------------------------------------
+# Errors with key paths and suggestions
+# ---------------------------------------------------------------------------------------------
+
+
+def _unwrap(tp: Any) -> list[Any]:
+    """Model classes reachable from an annotation (Optional, Union, list, Annotated)."""
+    origin = typing.get_origin(tp)
+    if origin is Annotated:
+        return _unwrap(typing.get_args(tp)[0])
+    if origin in (Union, types.UnionType, list, tuple, dict):
+        out = []
+        for a in typing.get_args(tp):
+            out += _unwrap(a)
+        return out
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return [tp]
+    return []
+
+
+def _model_at(root: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
+    """Walk a pydantic error location down to the model class that owns its last key."""
+    models: list[type[BaseModel]] = [root]
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        nxt: list[type[BaseModel]] = []
+        for m in models:
+            if part in m.model_fields:
+                nxt += _unwrap(m.model_fields[part].annotation)
+            else:  # discriminated-union tag, e.g. ('protocol', 0, 'cc', ...)
+                for sub in _unwrap(m):
+                    f = sub.model_fields.get("type")
+                    if f is not None and part in typing.get_args(f.annotation):
+                        nxt.append(sub)
+        if not nxt:
+            return models[0] if len(models) == 1 else None
+        models = nxt
+    return models[0] if models else None
+
+
+def suggest(key: str, allowed: list[str]) -> str:
+    """``"; did you mean 'x'?"`` for the closest allowed name, or a list of the allowed names."""
+    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    if not close:  # case-insensitive second chance (e.g. 'gc_gb_j_m2')
+        low = {a.lower(): a for a in allowed}
+        close = [low[c] for c in difflib.get_close_matches(key.lower(), list(low), n=1, cutoff=0.6)]
+    if close:
+        return f"; did you mean '{close[0]}'?"
+    return f" (allowed: {', '.join(sorted(allowed))})"
+
+
+def _fmt_loc(loc: tuple, prefix: str = "") -> str:
+    s = prefix
+    for part in loc:
+        if isinstance(part, int):
+            s += f"[{part}]"
+        else:
+            s += ("." if s else "") + str(part)
+    return s or "<top level>"
+
+
+def format_validation_error(
+    err: ValidationError, root: type[BaseModel], source: str, prefix: str = ""
+) -> str:
+    """Turn a pydantic error into lines ``source: key.path: message``."""
+    lines = []
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        # drop the discriminator tag pydantic inserts into union locations
+        shown = tuple(
+            p
+            for i, p in enumerate(loc)
+            if not (i > 0 and isinstance(loc[i - 1], int) and p in ("cc", "cv", "rest"))
+        )
+        where = _fmt_loc(shown, prefix)
+        if e["type"] == "extra_forbidden":
+            model = _model_at(root, loc[:-1])
+            allowed = list(model.model_fields) if model else []
+            lines.append(f"{source}: {where}: unknown key{suggest(str(loc[-1]), allowed)}")
+        elif e["type"] == "union_tag_invalid":
+            lines.append(
+                f"{source}: {where}: unknown step type {e['input'].get('type')!r} "
+                "(allowed: cc, cv, rest)"
+            )
+        elif e["type"] == "union_tag_not_found":
+            lines.append(f"{source}: {where}: protocol step needs 'type' (cc, cv or rest)")
+        elif e["type"] == "missing":
+            lines.append(f"{source}: {where}: required key is missing")
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            lines.append(f"{source}: {where}: {msg} (got {e.get('input')!r})")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------------------------
+
+
+def read_yaml(path: Path) -> dict:
+    """Read a YAML mapping; errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: not valid YAML: {exc}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a mapping of keys at the top level")
+    return data
+
+
+def find_parameter_set(name: str, relative_to: Path | None = None) -> Path:
+    """Resolve a parameter-set name (``params/<name>.yaml``) or a path."""
+    cand = Path(name)
+    if relative_to is not None and not cand.is_absolute():
+        rel = Path(relative_to).parent / cand
+        if rel.is_file():
+            return rel.resolve()
+    if cand.is_file():
+        return cand.resolve()
+    shipped = _params.PARAMS_DIR / f"{name}.yaml"
+    if shipped.is_file():
+        return shipped
+    raise InputError(
+        f"material.set: no parameter set {name!r}{suggest(name, _params.available())} "
+        f"(a shipped name or a path to a YAML file)"
+    )
+
+
+def _split_values(raw: dict, path: Path) -> tuple[dict, dict]:
+    """Split ``{key: {value, source}}`` leaves into plain values and a ``sources`` mapping."""
+    values: dict = {}
+    sources: dict = {}
+    for key, section in raw.items():
+        if key not in PARAM_SECTIONS:
+            values[key] = section
+            continue
+        if not isinstance(section, dict):
+            raise InputError(f"{path}: {key}: expected a mapping of parameters")
+        values[key] = {}
+        for k, v in section.items():
+            if isinstance(v, dict):
+                extra = set(v) - {"value", "source"}
+                if "value" not in v or extra:
+                    raise InputError(
+                        f"{path}: {key}.{k}: expected {{value: ..., source: ...}} or a plain value"
+                    )
+                values[key][k] = v["value"]
+                sources[f"{key}.{k}"] = v.get("source", "unspecified")
+            else:
+                values[key][k] = v
+                sources[f"{key}.{k}"] = "unspecified"
+    return values, sources
+
+
+def _set_path(tree: dict, dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for p in parts[:-1]:
+        nxt = node.get(p)
+        if not isinstance(nxt, dict):
+            nxt = {}
+            node[p] = nxt
+        node = nxt
+    node[parts[-1]] = value
+
+
+def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(v, dict) and v and k not in ("value",):
+            out.update(_flatten(v, key))
+        else:
+            out[key] = v
+    return out
+
+
+def parse_set(expr: str) -> tuple[str, Any]:
+    """``'a.b=1e-14'`` -> ``('a.b', 1e-14)``; the value is parsed as YAML."""
+    if "=" not in expr:
+        raise InputError(f"--set {expr!r}: expected key=value, e.g. fracture.Gc_GB_J_m2=3.0")
+    key, _, text = expr.partition("=")
+    key = key.strip()
+    if not key:
+        raise InputError(f"--set {expr!r}: empty key")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        value = text
+    return key, value
+
+
+class ResolvedCase:
+    """A validated case with its resolved parameter set.
+
+    Attributes: ``case`` (Case), ``params`` (Parameters), ``sources`` (key -> citation),
+    ``case_path`` and ``params_path``.
+    """
+
+    def __init__(
+        self, case: Case, params: Parameters, sources: dict[str, str], case_path, params_path
+    ):
+        self.case = case
+        self.params = params
+        self.sources = sources
+        self.case_path = Path(case_path) if case_path else None
+        self.params_path = Path(params_path)
+
+    @property
+    def lattice_table_path(self) -> Path:
+        """The lattice-strain table, relative to the parameter-set file."""
+        p = Path(self.params.mechanics.lattice_table)
+        return p if p.is_absolute() else self.params_path.parent / p
+
+    def to_dict(self) -> dict:
+        """JSON-ready record of everything resolved (for run.json)."""
+        return {
+            "case_file": str(self.case_path) if self.case_path else None,
+            "parameter_set_file": str(self.params_path),
+            "case": self.case.model_dump(mode="json"),
+            "parameters": self.params.model_dump(mode="json"),
+            "sources": dict(self.sources),
+        }
+
+
+def load_parameters(
+    path: Path, overrides: dict[str, Any] | None = None, override_source: str = "override"
+) -> tuple[Parameters, dict[str, str]]:
+    """Load and validate a parameter-set file, applying dotted or nested overrides."""
+    path = Path(path)
+    values, sources = _split_values(read_yaml(path), path)
+    for key, val in _flatten(overrides or {}).items():
+        section = key.split(".")[0]
+        if section not in PARAM_SECTIONS:
+            raise InputError(
+                f"{override_source}: {key}: unknown parameter section{suggest(section, list(PARAM_SECTIONS))}"
+            )
+        _set_path(values, key, val)
+        sources[key] = override_source
+    try:
+        p = Parameters.model_validate(values)
+    except ValidationError as exc:
+        src = str(path) if not overrides else f"{path} (with {override_source})"
+        raise InputError(format_validation_error(exc, Parameters, src)) from None
+    return p, sources
+
+
+def check_consistency(rc: ResolvedCase, source: str) -> None:
+    """Cross-checks between protocol and parameters (voltage limits inside the OCP range)."""
+    from . import materials  # local: materials imports nothing from here
+
+    lo, hi = materials.ocp_range_V(rc.params.electrochemistry.ocp)
+    problems = []
+    for i, step in enumerate(rc.case.protocol):
+        v = getattr(step, "until_voltage_V", None)
+        key = "until_voltage_V"
+        if v is None:
+            v, key = getattr(step, "voltage_V", None), "voltage_V"
+        if v is not None and not lo < v < hi:
+            problems.append(
+                f"{source}: protocol[{i}].{key}: {v} V is outside the OCP range "
+                f"({lo:.3f}-{hi:.3f} V of '{rc.params.electrochemistry.ocp}'); it can never be reached"
+            )
+        if isinstance(step, CCStep):
+            x0 = rc.params.electrochemistry.x0
+            u0 = float(materials.ocp_V(x0))
+            if step.direction == "charge" and step.until_voltage_V <= u0:
+                problems.append(
+                    f"{source}: protocol[{i}].until_voltage_V: {step.until_voltage_V} V is below the "
+                    f"open-circuit voltage at x0 = {x0} ({u0:.3f} V); a charge only raises V"
+                )
+    m = rc.params.mechanics
+    if m.strain_mapping == "normalised" and not lo < m.strain_map_voltage_V < hi:
+        problems.append(
+            f"{source}: mechanics.strain_map_voltage_V: {m.strain_map_voltage_V} V is outside the "
+            f"OCP range ({lo:.3f}-{hi:.3f} V)"
+        )
+    if not rc.lattice_table_path.is_file():
+        problems.append(
+            f"{rc.params_path}: mechanics.lattice_table: no file {rc.lattice_table_path}"
+        )
+    if problems:
+        raise InputError("\n".join(problems))
+
+
+def load_case(path: Path | str, sets: list[str] | None = None) -> ResolvedCase:
+    """Read, override (``--set key=value``) and validate a case file and its parameter set.
+
+    A ``--set`` key whose first part is a case section (geometry, material, protocol, physics,
+    solver, output) changes the case; one whose first part is a parameter section
+    (electrochemistry, mechanics, fracture) overrides the parameter set.
+    """
+    path = Path(path)
+    raw = read_yaml(path)
+    return resolve_case(raw, path, sets)
+
+
+def resolve_case(raw: dict, path: Path | None, sets: list[str] | None = None) -> ResolvedCase:
+    """Validate an in-memory case mapping (``path`` only for messages and relative files)."""
+    raw = copy.deepcopy(raw)
+    source = str(path) if path else "<case>"
+    param_sets: dict[str, Any] = {}
+    for expr in sets or []:
+        key, value = parse_set(expr)
+        head = key.split(".")[0]
+        if head in CASE_SECTIONS:
+            parts = key.split(".")
+            node: Any = raw
+            try:
+                for p in parts[:-1]:
+                    if isinstance(node, list):
+                        node = node[int(p)]
+                    else:
+                        node = node.setdefault(p, {})
+                if isinstance(node, list):
+                    node[int(parts[-1])] = value
+                else:
+                    node[parts[-1]] = value
+            except (ValueError, IndexError, TypeError, AttributeError):
+                raise InputError(f"--set {expr}: cannot set {key!r} in this case file") from None
+        elif head in PARAM_SECTIONS:
+            param_sets[key] = value
+        else:
+            raise InputError(
+                f"--set {expr}: unknown key {head!r}"
+                f"{suggest(head, list(CASE_SECTIONS) + list(PARAM_SECTIONS))}"
+            )
+    try:
+        case = Case.model_validate(raw)
+    except ValidationError as exc:
+        src = source + (" (with --set)" if sets else "")
+        raise InputError(format_validation_error(exc, Case, src)) from None
+
+    ppath = find_parameter_set(case.material.set, relative_to=path)
+    overrides = dict(_flatten(case.material.overrides))
+    params, sources = load_parameters(
+        ppath, overrides, override_source=f"{source}: material.overrides"
+    )
+    if param_sets:
+        params, _ = load_parameters(ppath, {**overrides, **param_sets}, override_source="--set")
+        sources.update({k: "--set" for k in param_sets})
+    rc = ResolvedCase(case, params, sources, path, ppath)
+    check_consistency(rc, source)
+    return rc

@@ -1,0 +1,246 @@
+"""Material laws as pure, vectorised functions (MODEL.md sections 3-4). No DOLFINx state.
+
+Functions that take ``xp`` work on NumPy arrays (``xp=numpy``, the default) and on UFL
+expressions (``xp=ufl``) so the same law is used in post-processing and in the weak forms.
+Units are SI unless a name says otherwise.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+from scipy.interpolate import PchipInterpolator
+from scipy.optimize import brentq
+
+FARADAY_C_MOL = 96485.33
+GAS_CONSTANT_J_MOL_K = 8.314462
+SECONDS_PER_HOUR = 3600.0
+THEORETICAL_CAPACITY_MAH_G = 275.506  # LiNi0.8Mn0.1Co0.1O2, one Li per formula unit (Maerker 2019)
+
+# Chen et al. 2020 NMC811 OCP: U(x) = a0 x + a1 + sum_k b_k tanh(c_k (x - d_k))   [V]
+_CHEN_LINEAR = (-0.8090, 4.4875)
+_CHEN_TANH = (
+    (-0.0428, 18.5138, 0.5542),
+    (-17.7326, 15.7890, 0.3117),
+    (17.5842, 15.9308, 0.3120),
+)
+
+
+def ocp_V(x, xp: ModuleType = np, model: str = "chen2020"):
+    """Open-circuit potential U(x) vs Li/Li+ in V; x = c/c_max (Chen 2020, fitted 2.5-4.2 V)."""
+    if model != "chen2020":
+        raise ValueError(f"unknown OCP model {model!r}")
+    a0, a1 = _CHEN_LINEAR
+    u = a0 * x + a1
+    for b, c, d in _CHEN_TANH:
+        u = u + b * xp.tanh(c * (x - d))
+    return u
+
+
+def docp_dx_V(x, xp: ModuleType = np, model: str = "chen2020"):
+    """dU/dx in V (per unit Li fraction)."""
+    if model != "chen2020":
+        raise ValueError(f"unknown OCP model {model!r}")
+    du = _CHEN_LINEAR[0] + 0.0 * x
+    for b, c, d in _CHEN_TANH:
+        t = xp.tanh(c * (x - d))
+        du = du + b * c * (1.0 - t * t)
+    return du
+
+
+def ocp_range_V(model: str = "chen2020") -> tuple[float, float]:
+    """(min, max) of U over x in [0, 1] in V (U is monotone decreasing for chen2020)."""
+    u = ocp_V(np.linspace(0.0, 1.0, 2001), model=model)
+    return float(u.min()), float(u.max())
+
+
+def x_at_voltage(voltage_V: float, model: str = "chen2020") -> float:
+    """The Li fraction x in (0, 1) with U(x) = voltage (U is monotone)."""
+    lo, hi = ocp_range_V(model)
+    if not lo < voltage_V < hi:
+        raise ValueError(f"{voltage_V} V is outside the OCP range {lo:.3f}-{hi:.3f} V")
+    return brentq(lambda x: float(ocp_V(x, model=model)) - voltage_V, 0.0, 1.0, xtol=1e-14)
+
+
+def smooth_positive(s, delta: float, xp: ModuleType = np):
+    """Smooth max(s, 0): (s + sqrt(s^2 + delta^2))/2 > 0; equals s to O(delta^2/s) for s >> delta."""
+    return 0.5 * (s + xp.sqrt(s * s + delta * delta))
+
+
+def exchange_current_A_m2(
+    x, c_max_mol_m3: float, c_e_mol_m3: float, m_ref: float, delta: float, xp: ModuleType = np
+):
+    """Exchange current density i0 = m_ref c_e^0.5 c_s^0.5 (c_max - c_s)^0.5 in A/m^2.
+
+    ``m_ref`` in A m^2.5 mol^-1.5. x and 1 - x pass through :func:`smooth_positive` with width
+    ``delta`` so i0 stays real and positive for any Newton iterate (also x <= 0 or x >= 1).
+    """
+    xs = smooth_positive(x, delta, xp)
+    xv = smooth_positive(1.0 - x, delta, xp)
+    return m_ref * c_e_mol_m3**0.5 * c_max_mol_m3 * xp.sqrt(xs * xv)
+
+
+def thermal_voltage_V(T_K: float) -> float:
+    """RT/F in V."""
+    return GAS_CONSTANT_J_MOL_K * T_K / FARADAY_C_MOL
+
+
+def butler_volmer_A_m2(
+    eta_V, i0_A_m2, T_K: float, alpha_a: float = 0.5, alpha_c: float = 0.5, xp: ModuleType = np
+):
+    """Normal current density i_n = i0 [exp(a_a eta/Vt) - exp(-a_c eta/Vt)] in A/m^2.
+
+    Positive i_n removes Li from the particle (charge). With a_a = a_c = 1/2 this is
+    2 i0 sinh(F eta / 2RT) (MODEL.md section 3).
+    """
+    vt = thermal_voltage_V(T_K)
+    if alpha_a == alpha_c == 0.5:
+        return 2.0 * i0_A_m2 * xp.sinh(eta_V / (2.0 * vt))
+    return i0_A_m2 * (xp.exp(alpha_a * eta_V / vt) - xp.exp(-alpha_c * eta_V / vt))
+
+
+def overpotential_V(i_n_A_m2, i0_A_m2, T_K: float):
+    """Inverse of the symmetric Butler-Volmer law: eta = (2RT/F) asinh(i_n / (2 i0)) in V."""
+    return 2.0 * thermal_voltage_V(T_K) * np.arcsinh(np.asarray(i_n_A_m2) / (2.0 * i0_A_m2))
+
+
+def current_1c_A(c_max_mol_m3: float, particle_volume_m3: float) -> float:
+    """The 1C current of a particle: F c_max V_p / 3600 s (empties x = 1 -> 0 in one hour), A."""
+    return FARADAY_C_MOL * c_max_mol_m3 * particle_volume_m3 / SECONDS_PER_HOUR
+
+
+def c_rate_current_A(c_rate: float, c_max_mol_m3: float, particle_volume_m3: float) -> float:
+    """Applied current for a C-rate (positive = charge, Li leaves the particle), A."""
+    return c_rate * current_1c_A(c_max_mol_m3, particle_volume_m3)
+
+
+def capacity_mAh_g(x0: float, x, molar_mass_g_mol: float = 97.28):
+    """Charge passed per gram of active material, (x0 - x) F / (3.6 M), in mA h/g."""
+    return (x0 - np.asarray(x)) * FARADAY_C_MOL / (3.6 * molar_mass_g_mol)
+
+
+def lame_GPa(E: float, nu: float) -> tuple[float, float]:
+    """Lamé constants (lambda, mu) in the units of E."""
+    return E * nu / ((1 + nu) * (1 - 2 * nu)), E / (2 * (1 + nu))
+
+
+def bulk_shear(E: float, nu: float) -> tuple[float, float]:
+    """Bulk and shear moduli (K, mu) in the units of E."""
+    return E / (3 * (1 - 2 * nu)), E / (2 * (1 + nu))
+
+
+def at2_strength_Pa(E_Pa: float, Gc_J_m2: float, l_m: float) -> float:
+    """Peak uniaxial stress of the homogeneous AT2 solution: (3 sqrt 3 / 16) sqrt(E Gc / l), Pa."""
+    return 3.0 * np.sqrt(3.0) / 16.0 * np.sqrt(E_Pa * Gc_J_m2 / l_m)
+
+
+def toughness_from_gamma(gamma, Gc_bulk: float, Gc_gb: float):
+    """Gc(gamma) = h Gc_GB + (1 - h) Gc_bulk with h = (1 - gamma)^2 (units of the inputs)."""
+    h = (1.0 - gamma) ** 2
+    return h * Gc_gb + (1.0 - h) * Gc_bulk
+
+
+class LatticeStrains:
+    """Lattice strains eps_a(x), eps_c(x) of NMC811 from the operando XRD table.
+
+    The table (q in mA h/g, a and c in Å) gives x = 1 - q/275.506, eps = a/a(q=0) - 1 and
+    c/c(q=0) - 1. Interpolation is linear or PCHIP in x, constant outside the data.
+
+    ``mapping='normalised'`` evaluates the table at
+    ``x_data = x_start - s (x_start - x_end)`` with ``s = (x0 - x)/(x0 - x_model_end)``, so that
+    the model's x at the cut-off voltage lands on the end of the measured c-collapse.
+    """
+
+    def __init__(
+        self,
+        table: Path | str,
+        interpolation: str = "linear",
+        mapping: str = "direct",
+        x0: float = 0.9084,
+        data_x_start: float = 1.0,
+        data_x_end: float = 0.12,
+        model_x_end: float | None = None,
+    ):
+        self.table = Path(table)
+        if interpolation not in ("linear", "pchip"):
+            raise ValueError(
+                f"lattice interpolation must be 'linear' or 'pchip', not {interpolation!r}"
+            )
+        if mapping not in ("direct", "normalised"):
+            raise ValueError(f"strain mapping must be 'direct' or 'normalised', not {mapping!r}")
+        if mapping == "normalised" and model_x_end is None:
+            raise ValueError("normalised strain mapping needs model_x_end")
+        self.interpolation = interpolation
+        self.mapping = mapping
+        self.x0 = x0
+        self.data_x_start = data_x_start
+        self.data_x_end = data_x_end
+        self.model_x_end = model_x_end
+        try:
+            d = np.loadtxt(self.table, comments="#", ndmin=2)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{self.table}: cannot read lattice table: {exc}") from None
+        if d.shape[1] < 5:
+            raise ValueError(f"{self.table}: expected columns q, error, a, b, c, ...")
+        q, a, c = d[:, 0], d[:, 2], d[:, 4]
+        x = 1.0 - q / THEORETICAL_CAPACITY_MAH_G
+        order = np.argsort(x)
+        self.x_data = x[order]
+        self.eps_a_data = (a / a[0] - 1.0)[order]
+        self.eps_c_data = (c / c[0] - 1.0)[order]
+
+    @classmethod
+    def from_params(cls, params, table_path: Path) -> LatticeStrains:
+        """Build from a resolved :class:`solver.config.Parameters`."""
+        m = params.mechanics
+        x_end = None
+        if m.strain_mapping == "normalised":
+            x_end = x_at_voltage(m.strain_map_voltage_V, params.electrochemistry.ocp)
+        return cls(
+            table_path,
+            m.lattice_interpolation,
+            m.strain_mapping,
+            params.electrochemistry.x0,
+            m.strain_map_data_x_start,
+            m.strain_map_data_x_end,
+            x_end,
+        )
+
+    @cached_property
+    def _interp(self):
+        xd = self.x_data
+        if self.interpolation == "pchip":
+            # PCHIP needs strictly increasing x: merge repeated x by averaging
+            ux, inv = np.unique(xd, return_inverse=True)
+            ea = np.bincount(inv, self.eps_a_data) / np.bincount(inv)
+            ec = np.bincount(inv, self.eps_c_data) / np.bincount(inv)
+            pa, pc = PchipInterpolator(ux, ea), PchipInterpolator(ux, ec)
+            lo, hi = ux[0], ux[-1]
+            return (lambda x: pa(np.clip(x, lo, hi))), (lambda x: pc(np.clip(x, lo, hi)))
+        return (
+            lambda x: np.interp(x, xd, self.eps_a_data),
+            lambda x: np.interp(x, xd, self.eps_c_data),
+        )
+
+    def data_x(self, x):
+        """The x at which the table is read for model Li fraction x (identity for 'direct')."""
+        x = np.asarray(x, dtype=float)
+        if self.mapping == "direct":
+            return x
+        s = (self.x0 - x) / (self.x0 - self.model_x_end)
+        return self.data_x_start - s * (self.data_x_start - self.data_x_end)
+
+    def eps_a(self, x):
+        """In-plane (a-axis) lattice strain relative to the pristine lattice, dimensionless."""
+        return self._interp[0](self.data_x(x))
+
+    def eps_c(self, x):
+        """c-axis lattice strain relative to the pristine lattice, dimensionless."""
+        return self._interp[1](self.data_x(x))
+
+    def delta_eps(self, x):
+        """eps_c - eps_a."""
+        return self.eps_c(x) - self.eps_a(x)
