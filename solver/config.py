@@ -146,7 +146,7 @@ class ParticleConfig(_Strict):
 class GrainsConfig(_Strict):
     """Voronoi primary grains; ``count: 0`` makes the particle a single grain."""
 
-    count: Annotated[int, Field(ge=0, le=100000)] = 400
+    count: Annotated[int, Field(ge=0, le=99999)] = 400
     seed: int = 1
     min_edge_um: Positive = 0.05
 
