@@ -332,9 +332,11 @@ def _model_at(root: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
 
 def suggest(key: str, allowed: list[str]) -> str:
     """``"; did you mean 'x'?"`` for the closest allowed name, or a list of the allowed names."""
+    low = {a.lower(): a for a in allowed}
+    if key.lower() in low:  # wrong capitalisation only, e.g. 'Gc_gb_J_m2'
+        return f"; did you mean '{low[key.lower()]}'?"
     close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
-    if not close:  # case-insensitive second chance (e.g. 'gc_gb_j_m2')
-        low = {a.lower(): a for a in allowed}
+    if not close:
         close = [low[c] for c in difflib.get_close_matches(key.lower(), list(low), n=1, cutoff=0.6)]
     if close:
         return f"; did you mean '{close[0]}'?"
@@ -507,7 +509,15 @@ class ResolvedCase:
     def lattice_table_path(self) -> Path:
         """The lattice-strain table, relative to the parameter-set file."""
         p = Path(self.params.mechanics.lattice_table)
-        return p if p.is_absolute() else self.params_path.parent / p
+        if p.is_absolute():
+            return p
+        local = self.params_path.parent / p
+        # a copied parameter set may keep the shipped relative name: fall back to params/
+        return (
+            local
+            if local.exists() or not (_params.PARAMS_DIR / p).exists()
+            else _params.PARAMS_DIR / p
+        )
 
     def to_dict(self) -> dict:
         """JSON-ready record of everything resolved (for run.json)."""
