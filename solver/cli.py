@@ -57,6 +57,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     )
 
 
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from .plots import plot_run
+
+    for path in plot_run(args.run_dir, args.output):
+        print(f"wrote {path}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -109,8 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=_not_built("verify", "physics issues"))
 
     sp = sub.add_parser("plot", help="write the figures of a run directory")
-    sp.add_argument("run_dir", type=Path)
-    sp.set_defaults(func=_not_built("plot", "coupled-run issue"))
+    sp.add_argument("run_dir", type=Path, help="run directory (holds timeseries.csv)")
+    sp.add_argument("-o", "--output", type=Path, help="figure directory (default RUN_DIR/figures)")
+    sp.set_defaults(func=_cmd_plot)
 
     sp = sub.add_parser(
         "sweep", help="expand and run (or write a SLURM array for) a parameter grid"
