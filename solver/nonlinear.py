@@ -1,0 +1,278 @@
+"""One Newton (PETSc SNES) solve of a block system, with the linear-solver options of the case file.
+
+``linear`` (``solver.linear`` in the case file):
+
+- ``mumps``: exact LU of the monolithic Jacobian every Newton iteration (robust, memory-hungry);
+- ``mumps_lagged``: GMRES preconditioned by one MUMPS factorisation that is kept across Newton
+  iterations and time steps (``snes_lag_preconditioner -1``, persistent) and rebuilt only when a
+  solve fails — the Jacobian is still assembled every iteration for the Krylov products;
+- ``fieldsplit``: GMRES with a multiplicative block preconditioner; the displacement block gets
+  GAMG with the rigid-body near-nullspace (block size 3), scalar fields GAMG, the one-DOF
+  voltage block an exact solve.
+
+The monolithic matrix is always ``kind="mpi"`` (one AIJ matrix), so MUMPS and fieldsplit work on
+the same assembled operator. Block index sets for fieldsplit follow DOLFINx's layout of a
+blocked "mpi" vector: on each rank, the owned DOFs of field 0, then of field 1, and so on.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field
+
+import dolfinx_solver  # noqa: F401  (MPI before dolfinx / petsc4py)
+import numpy as np
+from dolfinx import fem
+from dolfinx.fem.petsc import NonlinearProblem
+from mpi4py import MPI
+from petsc4py import PETSc
+
+LINEAR_CHOICES = ("mumps", "mumps_lagged", "fieldsplit")
+PETSc.Log.begin()  # event counts (LU factorisations) for the solver statistics
+
+
+def _lu_count() -> int:
+    """Numeric LU factorisations so far in this process (PETSc log event)."""
+    return int(PETSc.Log.Event("MatLUFactorNum").getPerfInfo().get("count", 0))
+
+
+_prefix_counter = itertools.count()
+
+
+@dataclass
+class NewtonResult:
+    """Outcome of one nonlinear solve."""
+
+    converged: bool
+    reason: int
+    iterations: int
+    linear_iterations: int
+    seconds: float
+    factorisations: int = 0
+    message: str = ""
+
+
+@dataclass
+class SolverStats:
+    """Totals over a run (go to run.json)."""
+
+    solves: int = 0
+    failures: int = 0
+    newton_iterations: int = 0
+    linear_iterations: int = 0
+    factorisations: int = 0
+    seconds: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    def add(self, r: NewtonResult) -> None:
+        self.solves += 1
+        self.failures += 0 if r.converged else 1
+        self.newton_iterations += r.iterations
+        self.linear_iterations += r.linear_iterations
+        self.factorisations += r.factorisations
+        self.seconds += r.seconds
+
+
+def rigid_body_modes(V: fem.FunctionSpace) -> PETSc.NullSpace:
+    """The six rigid-body modes of a 3D vector space as an orthonormal PETSc near-nullspace."""
+    from dolfinx.la.petsc import create_vector
+
+    x = V.tabulate_dof_coordinates()
+    n = V.dofmap.index_map.size_local
+    bs = V.dofmap.index_map_bs
+    if bs != 3:
+        raise ValueError(f"rigid-body modes need a 3D vector space, not block size {bs}")
+    vecs = [create_vector([(V.dofmap.index_map, bs)]) for _ in range(6)]
+    arrs = [v.array_w.reshape(-1, 3) for v in vecs]  # owned part only
+    p = x[:n]
+    for i in range(3):
+        arrs[i][:, i] = 1.0
+    arrs[3][:, 0], arrs[3][:, 1] = -p[:, 1], p[:, 0]
+    arrs[4][:, 0], arrs[4][:, 2] = p[:, 2], -p[:, 0]
+    arrs[5][:, 2], arrs[5][:, 1] = p[:, 1], -p[:, 2]
+    for v in vecs:
+        v.assemble()
+    # Gram-Schmidt (PETSc wants an orthonormal basis)
+    basis: list[PETSc.Vec] = []
+    for v in vecs:
+        for b in basis:
+            v.axpy(-v.dot(b), b)
+        v.normalize()
+        basis.append(v)
+    return PETSc.NullSpace().create(vectors=basis, comm=V.mesh.comm)
+
+
+def block_index_sets(spaces: list[fem.FunctionSpace], comm: MPI.Comm) -> list[PETSc.IS]:
+    """Global index sets of each field in a blocked ``kind="mpi"`` vector."""
+    sizes = [V.dofmap.index_map.size_local * V.dofmap.index_map_bs for V in spaces]
+    offset = comm.exscan(sum(sizes)) or 0
+    out = []
+    for V, n in zip(spaces, sizes, strict=True):
+        iset = PETSc.IS().createStride(n, first=offset, step=1, comm=comm)
+        if V.dofmap.index_map_bs > 1:
+            iset.setBlockSize(V.dofmap.index_map_bs)
+        out.append(iset)
+        offset += n
+    return out
+
+
+def _base_options(linear: str, rtol: float, atol: float, max_it: int, line_search: str) -> dict:
+    opts: dict = {
+        "snes_type": "newtonls",
+        "snes_linesearch_type": line_search,
+        "snes_rtol": rtol,
+        "snes_atol": atol,
+        "snes_stol": 0.0,
+        "snes_max_it": max_it,
+        "snes_divergence_tolerance": 1e8,
+    }
+    if linear == "mumps":
+        opts.update({"ksp_type": "preonly", "pc_type": "lu", "pc_factor_mat_solver_type": "mumps"})
+    elif linear == "mumps_lagged":
+        opts.update(
+            {
+                "ksp_type": "gmres",
+                "ksp_rtol": 1e-10,
+                "ksp_atol": 1e-14,
+                "ksp_max_it": 60,
+                "ksp_gmres_restart": 60,
+                "pc_type": "lu",
+                "pc_factor_mat_solver_type": "mumps",
+                "snes_lag_preconditioner": -2,  # build at the first iteration, then keep
+                "snes_lag_preconditioner_persists": True,
+            }
+        )
+    elif linear == "fieldsplit":
+        opts.update(
+            {
+                "ksp_type": "fgmres",
+                "ksp_rtol": 1e-9,
+                "ksp_atol": 1e-14,
+                "ksp_max_it": 400,
+                "ksp_gmres_restart": 100,
+                "pc_type": "fieldsplit",
+                "pc_fieldsplit_type": "multiplicative",
+            }
+        )
+    else:
+        raise ValueError(f"linear solver must be one of {LINEAR_CHOICES}, not {linear!r}")
+    if linear.startswith("mumps"):  # more workspace for 3D fill-in; detect null pivots
+        opts.update({"mat_mumps_icntl_14": 80, "mat_mumps_icntl_24": 1})
+    return opts
+
+
+class BlockNewton:
+    """Newton for residuals ``F[i](u)`` with ``u[i]`` the fields, assembled monolithically.
+
+    ``kinds`` names each field for the fieldsplit preconditioner: ``"vector"``, ``"scalar"`` or
+    ``"real"``. ``groups`` (fieldsplit only) lists the splits in the order of the multiplicative
+    sweep, each a list of field indices: a vector field alone gets GAMG with the rigid-body
+    near-nullspace; a group holding the real field (e.g. Li content with the voltage, a bordered
+    block whose V-row is dense) gets an exact MUMPS LU; other scalar groups get GAMG. Put
+    fields that others depend on first (transport, then displacement, then damage).
+    """
+
+    def __init__(
+        self,
+        F: list,
+        u: list[fem.Function],
+        kinds: list[str],
+        *,
+        bcs: list | None = None,
+        entity_maps: list | None = None,
+        linear: str = "mumps",
+        rtol: float = 1e-9,
+        atol: float = 1e-10,
+        max_it: int = 25,
+        line_search: str = "bt",
+        name: str = "coupled",
+        groups: list[list[int]] | None = None,
+    ):
+        if len(F) != len(u) or len(kinds) != len(u):
+            raise ValueError("F, u and kinds need one entry per field")
+        self.u = u
+        self.kinds = kinds
+        self.linear = linear
+        self.comm = u[0].function_space.mesh.comm
+        opts = _base_options(linear, rtol, atol, max_it, line_search)
+        prefix = f"{name}{next(_prefix_counter)}_"
+        self.problem = NonlinearProblem(
+            F,
+            u,
+            bcs=bcs or [],
+            entity_maps=entity_maps,
+            kind="mpi",
+            petsc_options_prefix=prefix,
+            petsc_options=opts,
+        )
+        self.snes: PETSc.SNES = self.problem.solver
+        if linear == "fieldsplit":
+            self._setup_fieldsplit(prefix, groups or [[i] for i in range(len(u))])
+
+    def _setup_fieldsplit(self, prefix: str, groups: list[list[int]]) -> None:
+        spaces = [f.function_space for f in self.u]
+        isets = block_index_sets(spaces, self.comm)
+        pc = self.snes.getKSP().getPC()
+        opts = PETSc.Options()
+        splits = []
+        for g, members in enumerate(groups):
+            kinds = {self.kinds[i] for i in members}
+            p = f"{prefix}fieldsplit_s{g}_"
+            opts[p + "ksp_type"] = "preonly"
+            if "vector" in kinds:
+                if len(members) != 1:
+                    raise ValueError("a vector field needs a split of its own")
+                iset = isets[members[0]]
+                iset.compose("nearnullspace", rigid_body_modes(spaces[members[0]]))
+                opts[p + "pc_type"] = "gamg"
+                opts[p + "pc_gamg_threshold"] = 0.02
+                opts[p + "mg_levels_ksp_type"] = "chebyshev"
+                opts[p + "mg_levels_pc_type"] = "jacobi"
+            elif "real" in kinds:  # a bordered block (e.g. x with V): exact LU of the group
+                idx = np.concatenate([isets[i].getIndices() for i in members]).astype(np.int32)
+                iset = PETSc.IS().createGeneral(idx, comm=self.comm)
+                opts[p + "pc_type"] = "lu"
+                opts[p + "pc_factor_mat_solver_type"] = "mumps"
+            else:
+                idx = np.concatenate([isets[i].getIndices() for i in members]).astype(np.int32)
+                iset = PETSc.IS().createGeneral(idx, comm=self.comm)
+                opts[p + "pc_type"] = "gamg"
+                opts[p + "mg_levels_ksp_type"] = "chebyshev"
+                opts[p + "mg_levels_pc_type"] = "jacobi"
+            splits.append((f"s{g}", iset))
+        pc.setFieldSplitIS(*splits)
+        pc.setFromOptions()
+        self.snes.getKSP().setFromOptions()
+
+    def rebuild_preconditioner(self) -> None:
+        """Force a fresh factorisation at the next Newton iteration (lagged LU)."""
+        if self.linear == "mumps_lagged":
+            self.snes.setLagPreconditioner(-2)
+
+    def solve(self) -> NewtonResult:
+        """Run SNES from the current values of ``u``; ``u`` holds the last iterate afterwards."""
+        t0 = time.perf_counter()
+        lu0 = _lu_count()
+        backup = [f.x.array.copy() for f in self.u]
+        msg = ""
+        try:
+            self.problem.solve()
+            reason = self.snes.getConvergedReason()
+        except PETSc.Error as exc:  # e.g. MUMPS zero pivot, NaN in assembly
+            reason, msg = -100, f"PETSc error {exc.ierr}"
+        its = self.snes.getIterationNumber()
+        lits = self.snes.getLinearSolveIterations()
+        ok = reason > 0
+        if ok:
+            vals = np.concatenate([f.x.array for f in self.u])
+            ok = bool(self.comm.allreduce(bool(np.all(np.isfinite(vals))), op=MPI.LAND))
+            if not ok:
+                reason, msg = -101, "non-finite values in the solution"
+        if not ok:
+            for f, b in zip(self.u, backup, strict=True):
+                f.x.array[:] = b
+            if self.linear == "mumps_lagged":
+                self.rebuild_preconditioner()
+        fact = _lu_count() - lu0
+        return NewtonResult(ok, reason, its, lits, time.perf_counter() - t0, fact, msg)
