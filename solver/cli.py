@@ -65,6 +65,19 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from .sweep import sweep
+
+    return sweep(args.sweep_file)
+
+
+def _cmd_collect(args: argparse.Namespace) -> int:
+    from .sweep import collect
+
+    collect(args.sweep_dir)
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -124,12 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser(
         "sweep", help="expand and run (or write a SLURM array for) a parameter grid"
     )
-    sp.add_argument("sweep_file", type=Path)
-    sp.set_defaults(func=_not_built("sweep", "sweep issue"))
+    sp.add_argument("sweep_file", type=Path, help="sweep file (YAML): base case, grid, execution")
+    sp.set_defaults(func=_cmd_sweep)
 
     sp = sub.add_parser("collect", help="join finished runs of a sweep into one table")
-    sp.add_argument("sweep_dir", type=Path)
-    sp.set_defaults(func=_not_built("collect", "sweep issue"))
+    sp.add_argument("sweep_dir", type=Path, help="sweep directory (holds sweep.json)")
+    sp.set_defaults(func=_cmd_collect)
 
     sp = sub.add_parser("demo", help="run the built-in default case end to end")
     sp.add_argument(

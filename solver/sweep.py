@@ -1,0 +1,391 @@
+"""Parameter sweeps: ``polycrack sweep SWEEP.yaml`` and ``polycrack collect DIR``.
+
+A sweep file names a base case and a grid of ``--set``-style overrides::
+
+    base: demo.yaml                     # relative to the sweep file
+    output: runs/demo_sweep             # sweep directory (relative to the sweep file)
+    set: ["solver.dt_max_s=1800"]       # applied to every case
+    grid:                               # Cartesian product
+      protocol.0.c_rate: [0.02, 0.05]
+      fracture.Gc_GB_J_m2: [3.0, 5.0]
+    zip:                                # advanced together (one more axis of the product)
+      geometry.grains.seed: [1, 2]
+      geometry.particle.shape_seed: [3, 4]
+    execution:
+      mode: local                       # local | slurm
+      jobs: 2                           # concurrent cases (local)
+      ranks_per_job: 1
+      slurm: {time: "04:00:00", partition: null, account: null, mem_per_cpu: null, extra: []}
+
+Every case is validated before anything runs and gets a directory ``<output>/<case id>/``
+holding ``case.yaml`` (the fully resolved case), ``overrides.json`` and, once run, ``run/``.
+The case id is a hash of its overrides, so it is stable when the grid is extended or reordered.
+Rerunning skips finished cases (``run/run.json`` has ``"status": "finished"``) and restarts
+interrupted ones from their checkpoint. ``mode: slurm`` writes a job-array script instead of
+running (``#SBATCH --array``, one task per case, ``srun`` inside).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .config import format_validation_error, parse_set, read_yaml, resolve_case
+from .errors import InputError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SlurmConfig(_Strict):
+    """Scheduler settings of the job array."""
+
+    time: str = "04:00:00"
+    partition: str | None = None
+    account: str | None = None
+    mem_per_cpu: str | None = None
+    max_parallel: Annotated[int, Field(ge=1)] | None = None
+    launcher: Literal["srun", "mpirun"] = "srun"
+    extra: list[str] = []
+
+
+class ExecutionConfig(_Strict):
+    """How the cases run."""
+
+    mode: Literal["local", "slurm"] = "local"
+    jobs: Annotated[int, Field(ge=1, le=256)] = 1
+    ranks_per_job: Annotated[int, Field(ge=1, le=4096)] = 1
+    slurm: SlurmConfig = SlurmConfig()
+
+
+class SweepFile(_Strict):
+    """A whole sweep file."""
+
+    base: Path
+    output: Path | None = None
+    set: list[str] = []
+    grid: dict[str, list[Any]] = {}
+    zip: dict[str, list[Any]] = {}
+    execution: ExecutionConfig = ExecutionConfig()
+
+
+class SweepCase:
+    """One expanded case: its id, overrides and directory."""
+
+    def __init__(self, overrides: dict[str, Any], root: Path):
+        self.overrides = overrides
+        key = json.dumps(overrides, sort_keys=True, default=str)
+        self.id = "case-" + hashlib.sha1(key.encode()).hexdigest()[:10]
+        self.dir = root / self.id
+        self.case_file = self.dir / "case.yaml"
+        self.run_dir = self.dir / "run"
+
+    @property
+    def status(self) -> str:
+        """finished | interrupted | failed | pending (from the run directory)."""
+        info = self.run_dir / "run.json"
+        if info.is_file():
+            try:
+                st = json.loads(info.read_text()).get("status", "")
+            except (OSError, json.JSONDecodeError):
+                st = ""
+            if st == "finished":
+                return "finished"
+            if st == "failed":
+                return "failed"
+        if self.checkpoint is not None:
+            return "interrupted"
+        return "pending"
+
+    @property
+    def checkpoint(self) -> Path | None:
+        p = self.run_dir / "checkpoint.npz"
+        return p if p.is_file() else None
+
+
+def load_sweep(path: Path | str) -> tuple[SweepFile, list[SweepCase], Path, dict]:
+    """Read and validate a sweep file and every case it expands to (nothing is run)."""
+    path = Path(path)
+    raw = read_yaml(path)
+    try:
+        sw = SweepFile.model_validate(raw)
+    except ValidationError as exc:
+        raise InputError(format_validation_error(exc, SweepFile, str(path))) from None
+    base = sw.base if sw.base.is_absolute() else path.parent / sw.base
+    base_raw = read_yaml(base)
+    root = sw.output or Path("runs") / path.stem
+    root = root if root.is_absolute() else path.parent / root
+    lengths = {len(v) for v in sw.zip.values()}
+    if len(lengths) > 1:
+        raise InputError(f"{path}: zip: every list needs the same length (got {sorted(lengths)})")
+    for k, v in {**sw.grid, **sw.zip}.items():
+        if not v:
+            raise InputError(f"{path}: {k}: empty list of values")
+    fixed = dict(parse_set(s) for s in sw.set)
+    axes = [[(k, v) for v in vals] for k, vals in sw.grid.items()]
+    if sw.zip:
+        n = lengths.pop()
+        axes.append([tuple((k, sw.zip[k][i]) for k in sw.zip) for i in range(n)])
+    cases = []
+    for combo in itertools.product(*axes) if axes else [()]:
+        ov = dict(fixed)
+        for item in combo:
+            if item and isinstance(item[0], tuple):
+                ov.update(dict(item))
+            else:
+                ov[item[0]] = item[1]
+        cases.append(SweepCase(ov, root))
+    # validate every case up front (same rules as --set)
+    for c in cases:
+        sets = [
+            f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in c.overrides.items()
+        ]
+        try:
+            resolve_case(base_raw, base, sets)
+        except InputError as exc:
+            raise InputError(f"{path}: case {c.id} {c.overrides}:\n{exc}") from None
+    return sw, cases, root, base_raw
+
+
+def _materialise(case: SweepCase, base_raw: dict, base_path: Path) -> None:
+    """Write the case's resolved ``case.yaml`` and ``overrides.json``."""
+    sets = [
+        f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in case.overrides.items()
+    ]
+    rc = resolve_case(base_raw, base_path, sets)
+    case.dir.mkdir(parents=True, exist_ok=True)
+    doc = rc.case.model_dump(mode="json", exclude_none=True)
+    doc["material"] = {
+        "set": str(rc.params_path),
+        "overrides": {k: v for k, v in _flat_params(rc).items()},
+    }
+    if doc.get("geometry", {}).get("particle", {}).get("file"):
+        f = Path(doc["geometry"]["particle"]["file"])
+        if not f.is_absolute():
+            doc["geometry"]["particle"]["file"] = str((base_path.parent / f).resolve())
+    tmp = case.case_file.with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
+    os.replace(tmp, case.case_file)
+    (case.dir / "overrides.json").write_text(json.dumps(case.overrides, indent=1, default=str))
+
+
+def _flat_params(rc) -> dict[str, Any]:
+    p = rc.params.model_dump(mode="json")
+    return {
+        f"{s}.{k}": v
+        for s in ("electrochemistry", "mechanics", "fracture")
+        for k, v in p[s].items()
+    }
+
+
+def _command(case: SweepCase, ranks: int, launcher: list[str]) -> list[str]:
+    cmd = [sys.executable, "-m", "solver.cli", "run", str(case.case_file), "-o", str(case.run_dir)]
+    if case.checkpoint is not None:
+        cmd += ["--restart", str(case.run_dir)]
+    if ranks > 1:
+        cmd = [*launcher, "-n", str(ranks), *cmd]
+    return cmd
+
+
+def run_local(cases: list[SweepCase], jobs: int, ranks: int, log=print) -> dict[str, int]:
+    """Run the unfinished cases, ``jobs`` at a time; return case id -> exit code."""
+    mpirun = str(Path(sys.executable).with_name("mpirun"))
+    todo = [c for c in cases if c.status != "finished"]
+    for c in cases:
+        if c.status == "finished":
+            log(f"{c.id}: finished, skipped")
+    running: dict[str, tuple[subprocess.Popen, Any]] = {}
+    codes: dict[str, int] = {}
+    while todo or running:
+        while todo and len(running) < jobs:
+            c = todo.pop(0)
+            how = "restart" if c.checkpoint is not None else "start"
+            fh = open(c.dir / "log.txt", "a")
+            log(f"{c.id}: {how} {c.overrides}")
+            p = subprocess.Popen(_command(c, ranks, [mpirun]), stdout=fh, stderr=subprocess.STDOUT)
+            running[c.id] = (p, fh)
+        time.sleep(0.5)
+        for cid, (p, fh) in list(running.items()):
+            if p.poll() is not None:
+                fh.close()
+                codes[cid] = p.returncode
+                log(f"{cid}: exit {p.returncode}")
+                del running[cid]
+    return codes
+
+
+def write_slurm(sw: SweepFile, cases: list[SweepCase], root: Path) -> Path:
+    """Write ``sweep.sbatch`` (a job array, one task per case) and ``cases.txt``; return the script."""
+    s = sw.execution.slurm
+    n = len(cases)
+    (root / "cases.txt").write_text("".join(f"{c.id}\n" for c in cases))
+    array = f"0-{n - 1}" + (f"%{s.max_parallel}" if s.max_parallel else "")
+    lines = [
+        "#!/bin/bash",
+        f"#SBATCH --job-name=polycrack-{root.name}",
+        f"#SBATCH --array={array}",
+        f"#SBATCH --ntasks={sw.execution.ranks_per_job}",
+        f"#SBATCH --time={s.time}",
+        f"#SBATCH --output={root}/%x-%A_%a.out",
+    ]
+    if s.partition:
+        lines.append(f"#SBATCH --partition={s.partition}")
+    if s.account:
+        lines.append(f"#SBATCH --account={s.account}")
+    if s.mem_per_cpu:
+        lines.append(f"#SBATCH --mem-per-cpu={s.mem_per_cpu}")
+    lines += [f"#SBATCH {e}" for e in s.extra]
+    launch = "srun" if s.launcher == "srun" else f"mpirun -n {sw.execution.ranks_per_job}"
+    py = shlex.quote(sys.executable)
+    lines += [
+        "set -euo pipefail",
+        f"ROOT={shlex.quote(str(root))}",
+        'ID=$(sed -n "$((SLURM_ARRAY_TASK_ID + 1))p" "$ROOT/cases.txt")',
+        'DIR="$ROOT/$ID"',
+        'if grep -qs \'"status": "finished"\' "$DIR/run/run.json"; then echo "$ID finished"; exit 0; fi',
+        'RESTART=""',
+        'if [ -f "$DIR/run/checkpoint.npz" ]; then RESTART="--restart $DIR/run"; fi',
+        f'{launch} {py} -m solver.cli run "$DIR/case.yaml" -o "$DIR/run" $RESTART',
+        "",
+    ]
+    script = root / "sweep.sbatch"
+    script.write_text("\n".join(lines))
+    script.chmod(0o755)
+    return script
+
+
+def sweep(path: Path | str, log=print) -> int:
+    """Expand, validate and run (or write the SLURM array of) a sweep; exit code."""
+    sw, cases, root, base_raw = load_sweep(path)
+    base = sw.base if sw.base.is_absolute() else Path(path).parent / sw.base
+    root.mkdir(parents=True, exist_ok=True)
+    for c in cases:
+        if not c.case_file.is_file():
+            _materialise(c, base_raw, base)
+    (root / "sweep.json").write_text(
+        json.dumps(
+            {"sweep_file": str(Path(path).resolve()), "cases": {c.id: c.overrides for c in cases}},
+            indent=1,
+            default=str,
+        )
+    )
+    log(f"sweep {root}: {len(cases)} cases")
+    if sw.execution.mode == "slurm":
+        script = write_slurm(sw, cases, root)
+        log(f"wrote {script}\nsubmit with: sbatch {script}")
+        return 0
+    codes = run_local(cases, sw.execution.jobs, sw.execution.ranks_per_job, log)
+    bad = {k: v for k, v in codes.items() if v != 0}
+    for k, v in bad.items():
+        log(f"{k}: failed with exit code {v}; see {root / k / 'log.txt'}")
+    return 1 if bad else 0
+
+
+def _summary(case: SweepCase) -> dict[str, Any]:
+    from .plots import read_table
+
+    row: dict[str, Any] = {"case_id": case.id, **case.overrides, "status": case.status}
+    info = case.run_dir / "run.json"
+    if info.is_file():
+        try:
+            j = json.loads(info.read_text())
+        except json.JSONDecodeError:
+            j = {}
+        row["wall_time_s"] = j.get("wall_time_s")
+        if case.status == "failed":
+            row["reason"] = j.get("error", "")
+    elif case.status != "finished":
+        log = case.dir / "log.txt"
+        tail = log.read_text().strip().splitlines()[-1:] if log.is_file() else []
+        row["reason"] = tail[0] if tail else "not run"
+    ts_path = case.run_dir / "timeseries.csv"
+    if ts_path.is_file():
+        ts = read_table(ts_path)
+        import numpy as np
+
+        if len(ts.get("time_s", [])):
+            v = ts["voltage_V"]
+            row["final_voltage_V"] = float(v[-1])
+            row["final_capacity_mAh_g"] = float(ts["capacity_mAh_g"][-1])
+            row["final_time_h"] = float(ts["time_s"][-1] / 3600)
+            if "damage_fraction" in ts:
+                d = ts["damage_fraction"]
+                row["final_damage_fraction"] = float(d[-1])
+                hit = np.flatnonzero(d > 0)
+                row["onset_voltage_V"] = float(v[hit[0]]) if hit.size else None
+            top = np.flatnonzero(v >= v.max() - 1e-4)
+            row["capacity_at_vmax_mAh_g"] = float(ts["capacity_mAh_g"][top[0]])
+            row["time_to_vmax_h"] = float(ts["time_s"][top[0]] / 3600)
+    return row
+
+
+def collect(sweep_dir: Path | str, log=print) -> Path:
+    """Join every case of a sweep directory into ``collect.csv`` and an overlay plot."""
+    import csv
+
+    root = Path(sweep_dir)
+    meta = root / "sweep.json"
+    if not meta.is_file():
+        raise InputError(f"{root}: not a sweep directory (no sweep.json)")
+    cases = [SweepCase(ov, root) for ov in json.loads(meta.read_text())["cases"].values()]
+    rows = [_summary(c) for c in cases]
+    cols: list[str] = []
+    for r in rows:
+        cols += [k for k in r if k not in cols]
+    out = root / "collect.csv"
+    with open(out, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=cols)
+        w.writeheader()
+        w.writerows(rows)
+    try:
+        import pyarrow  # noqa: F401
+        import pyarrow.csv as pacsv
+        import pyarrow.parquet as pq
+
+        pq.write_table(pacsv.read_csv(out), root / "collect.parquet")
+    except ImportError:
+        pass
+    _overlay(cases, root / "overlay.png")
+    for r in rows:
+        if r["status"] != "finished":
+            log(f"{r['case_id']}: {r['status']}: {r.get('reason', '')}")
+    log(f"wrote {out} ({len(rows)} cases) and {root / 'overlay.png'}")
+    return out
+
+
+def _overlay(cases: list[SweepCase], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .plots import read_table
+
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    for c in cases:
+        ts_path = c.run_dir / "timeseries.csv"
+        if not ts_path.is_file():
+            continue
+        ts = read_table(ts_path)
+        label = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in c.overrides.items()) or c.id
+        a1.plot(ts["capacity_mAh_g"], ts["voltage_V"], label=label)
+        if "damage_fraction" in ts:
+            a2.plot(ts["capacity_mAh_g"], ts["damage_fraction"], label=label)
+    a1.set(xlabel="capacity (mA h/g)", ylabel="voltage (V)")
+    a2.set(xlabel="capacity (mA h/g)", ylabel="damaged fraction (φ ≥ 0.95)")
+    if a1.get_legend_handles_labels()[0]:
+        a1.legend(fontsize=7)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

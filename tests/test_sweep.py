@@ -1,0 +1,143 @@
+"""Sweeps: expansion, stable ids, up-front validation, skip/restart logic, SLURM script, collect."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from solver import sweep as sw
+from solver.errors import InputError
+
+REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.serial
+
+
+def _sweep_file(tmp_path, **extra):
+    base = yaml.safe_load((REPO / "examples" / "sphere_electrochem.yaml").read_text())
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
+    doc = {
+        "base": "base.yaml",
+        "output": "out",
+        "grid": {"protocol.0.c_rate": [0.02, 0.05], "fracture.Gc_GB_J_m2": [3.0, 5.0]},
+        **extra,
+    }
+    p = tmp_path / "sweep.yaml"
+    p.write_text(yaml.safe_dump(doc))
+    return p
+
+
+def test_expansion_product_zip_and_stable_ids(tmp_path):
+    p = _sweep_file(
+        tmp_path, zip={"geometry.grains.seed": [1, 2], "electrochemistry.T_K": [298.0, 310.0]}
+    )
+    _, cases, root, _ = sw.load_sweep(p)
+    assert len(cases) == 2 * 2 * 2 and root == tmp_path / "out"
+    assert len({c.id for c in cases}) == 8
+    seeds_t = {
+        (c.overrides["geometry.grains.seed"], c.overrides["electrochemistry.T_K"]) for c in cases
+    }
+    assert seeds_t == {(1, 298.0), (2, 310.0)}  # zipped, not crossed
+    # ids depend on the overrides only: reordering the grid keeps them
+    doc = yaml.safe_load(p.read_text())
+    doc["grid"] = dict(reversed(list(doc["grid"].items())))
+    p.write_text(yaml.safe_dump(doc))
+    _, cases2, _, _ = sw.load_sweep(p)
+    assert {c.id for c in cases2} == {c.id for c in cases}
+
+
+def test_bad_sweep_inputs(tmp_path):
+    p = _sweep_file(tmp_path, grid={"fracture.Gc_GB_J_m2": [3.0, -1.0]})
+    with pytest.raises(InputError, match=r"Gc_GB_J_m2.*greater than 0"):
+        sw.load_sweep(p)
+    p = _sweep_file(tmp_path, zip={"a.b": [1], "fracture.l_m": [1e-7, 2e-7]})
+    with pytest.raises(InputError, match="same length"):
+        sw.load_sweep(p)
+    p = _sweep_file(tmp_path, execution={"mode": "cluster"})
+    with pytest.raises(InputError, match="execution.mode"):
+        sw.load_sweep(p)
+    p = _sweep_file(tmp_path, grd={})
+    with pytest.raises(InputError, match="did you mean 'grid'"):
+        sw.load_sweep(p)
+
+
+def test_slurm_script(tmp_path):
+    p = _sweep_file(
+        tmp_path,
+        execution={
+            "mode": "slurm",
+            "ranks_per_job": 16,
+            "slurm": {"partition": "cpu", "max_parallel": 2},
+        },
+    )
+    assert sw.sweep(p, log=lambda *_: None) == 0
+    script = (tmp_path / "out" / "sweep.sbatch").read_text()
+    assert "#SBATCH --array=0-3%2" in script and "#SBATCH --ntasks=16" in script
+    assert "#SBATCH --partition=cpu" in script and "srun " in script
+    assert subprocess.run(["bash", "-n", str(tmp_path / "out" / "sweep.sbatch")]).returncode == 0
+    ids = (tmp_path / "out" / "cases.txt").read_text().split()
+    assert len(ids) == 4
+    for cid in ids:  # every case file is a valid case
+        from solver.config import load_case
+
+        load_case(tmp_path / "out" / cid / "case.yaml")
+
+
+def test_local_runner_skips_finished_and_restarts(tmp_path, monkeypatch):
+    p = _sweep_file(tmp_path)
+    _, cases, root, _ = sw.load_sweep(p)
+    calls = []
+
+    def fake_command(case, ranks, launcher):
+        calls.append((case.id, case.checkpoint is not None))
+        code = (
+            "import json,sys,pathlib; d=pathlib.Path(sys.argv[1]); d.mkdir(parents=True, exist_ok=True);"
+            "(d/'run.json').write_text(json.dumps({'status':'finished','wall_time_s':1.0}));"
+            "(d/'timeseries.csv').write_text('step,time_s,voltage_V,capacity_mAh_g,damage_fraction\\n0,0,3.6,0,0\\n1,3600,4.5,5,0.01\\n')"
+        )
+        return [sys.executable, "-c", code, str(case.run_dir)]
+
+    monkeypatch.setattr(sw, "_command", fake_command)
+    # before the "kill": one case finished, one interrupted (has a checkpoint)
+    for c in cases:
+        c.dir.mkdir(parents=True)
+    cases[0].run_dir.mkdir()
+    (cases[0].run_dir / "run.json").write_text(json.dumps({"status": "finished"}))
+    cases[1].run_dir.mkdir()
+    (cases[1].run_dir / "checkpoint.npz").write_bytes(b"x")
+    assert sw.sweep(p, log=lambda *_: None) == 0
+    ran = dict(calls)
+    assert cases[0].id not in ran  # finished: skipped
+    assert ran[cases[1].id] is True  # interrupted: restarted from its checkpoint
+    assert len(ran) == 3
+    calls.clear()
+    assert sw.sweep(p, log=lambda *_: None) == 0 and calls == []  # all finished now
+    out = sw.collect(root, log=lambda *_: None)
+    text = out.read_text()
+    assert text.count("\n") == 5 and "final_damage_fraction" in text
+    assert (root / "overlay.png").stat().st_size > 5000
+
+
+def test_collect_lists_failed_with_reason(tmp_path, monkeypatch):
+    p = _sweep_file(tmp_path)
+    _, cases, root, _ = sw.load_sweep(p)
+    monkeypatch.setattr(
+        sw,
+        "_command",
+        lambda c, r, l: [
+            sys.executable,
+            "-c",
+            "import sys; print('diverged at step 3'); sys.exit(1)",
+        ],
+    )
+    msgs = []
+    assert sw.sweep(p, log=msgs.append) == 1
+    assert any("failed with exit code 1" in m for m in msgs)
+    sw.collect(root, log=msgs.append)
+    assert any("diverged at step 3" in m for m in msgs)
+    with pytest.raises(InputError, match="not a sweep directory"):
+        sw.collect(tmp_path)
