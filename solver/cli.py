@@ -78,6 +78,12 @@ def _cmd_collect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from .verify import main as verify_main
+
+    return verify_main(args.np, args.k)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -127,7 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser(
         "verify", help="run the closed-form verification cases (MODEL.md section 6)"
     )
-    sp.set_defaults(func=_not_built("verify", "physics issues"))
+    sp.add_argument("-n", "--np", type=int, default=1, help="MPI ranks (runs under mpirun)")
+    sp.add_argument("-k", default=None, help="only cases whose test name matches (pytest -k)")
+    sp.set_defaults(func=_cmd_verify)
 
     sp = sub.add_parser("plot", help="write the figures of a run directory")
     sp.add_argument("run_dir", type=Path, help="run directory (holds timeseries.csv)")
