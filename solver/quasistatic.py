@@ -189,7 +189,7 @@ class QuasiStaticFracture:
             it = self._solve(self.mono, "monolithic")
         else:
             nloc = self.phi.function_space.dofmap.index_map.size_local
-            for it in range(1, self.max_iter + 1):
+            for it in range(1, self.max_iter + 1):  # noqa: B007 (used after the loop)
                 old = self.phi.x.array[:nloc].copy()
                 self._solve(self.prob_u, "displacement")
                 self._solve(self.prob_phi, "phase-field")
