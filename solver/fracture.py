@@ -174,8 +174,8 @@ def effective_gb_toughness(
 
     min over phi with phi(0) = 1 of 2 int_0^L Gc(s) (phi^2/l + l phi'^2)/2 ds, with
     gamma(s) = 1 - exp(-s/l_gamma) (distance s from the GB) and L = length_factor max(l, l_gamma);
-    P1 elements on a uniform grid of n cells (relative discretisation error about
-    (L/n)/(2 l) < 1e-3 for the defaults). Units of Gc in = units out; l, l_gamma in any one unit.
+    P1 elements on a uniform grid of n cells (consistent mass; relative error
+    about (h/l)^2/24, 1e-8 for the defaults). Units of Gc in = units out; l, l_gamma in any one unit.
     """
     L = length_factor * max(l, l_gamma)
     s = np.linspace(0.0, L, n + 1)

@@ -69,8 +69,9 @@ def _sxx(dom, qs) -> float:
 
 
 @pytest.mark.mpi
+@pytest.mark.verification
 @pytest.mark.parametrize(("split", "factor"), [("none", 1.0), ("hybrid", None)])
-def test_at2_bar_peak_stress(split, factor):
+def test_at2_bar_peak_stress(split, factor, verification):
     """Peak of the homogeneous AT2 bar: sigma_c = (3 sqrt3/16) sqrt(E Gc/l) within 2 % (split
     none); hybrid (spectral psi+) raises it by 1/sqrt((1-nu)(1+2nu)/(1+nu)) = 1.077, within 2 %.
     The damage at every step matches phi = 2H/(Gc/l + 2H) to 1e-6."""
@@ -87,11 +88,12 @@ def test_at2_bar_peak_stress(split, factor):
         peak = max(peak, _sxx(dom, qs))
         twoH = r * E * e**2
         assert abs(rec["phi_max"] - twoH / (GC / L_PF + twoH)) < 1e-6
-    assert abs(peak / (sc * factor) - 1.0) <= 0.02, (peak, sc * factor)
+    verification(f"AT2 bar peak stress (split {split})", abs(peak / (sc * factor) - 1.0), 0.02)
 
 
 @pytest.mark.mpi
-def test_at2_bar_history_unloading():
+@pytest.mark.verification
+def test_at2_bar_history_unloading(verification):
     """Load to 1.5 eps_c, unload to 0.5 eps_c: phi stays at 2H_max/(Gc/l + 2H_max) (1e-6) and the
     stress follows ((1 - phi)^2 + k) E eps (1e-6 relative)."""
     dom, qs, ux = _bar("none")
@@ -101,14 +103,15 @@ def test_at2_bar_history_unloading():
         rec = qs.solve_step()
     twoH = E * (1.5 * ec) ** 2
     phi = twoH / (GC / L_PF + twoH)
-    assert abs(rec["phi_max"] - phi) < 1e-6
+    verification("AT2 bar with history: phi after unloading", abs(rec["phi_max"] - phi), 1e-6)
     s = _sxx(dom, qs)
     s_exact = ((1 - phi) ** 2 + 1e-7) * E * 0.5 * ec
-    assert abs(s / s_exact - 1.0) < 1e-6
+    verification("AT2 bar with history: unloading stress", abs(s / s_exact - 1.0), 1e-6)
 
 
 @pytest.mark.mpi
-def test_gamma_between_two_planes():
+@pytest.mark.verification
+def test_gamma_between_two_planes(verification):
     """1D, GBs at s = 0 and s = L = 1 µm, l_g = 0.2 µm, 400 P1 cells:
     1 - gamma = cosh((s - L/2)/l_g)/cosh(L/(2 l_g)) within 1 % (max abs error)."""
     Lg, lg = 1.0, 0.2
@@ -119,7 +122,7 @@ def test_gamma_between_two_planes():
     s = gamma.function_space.tabulate_dof_coordinates()[:, 0]
     exact = 1.0 - np.cosh((s - Lg / 2) / lg) / np.cosh(Lg / (2 * lg))
     err = np.abs(gamma.x.array - exact).max(initial=0.0)
-    assert MPI.COMM_WORLD.allreduce(err, op=MPI.MAX) <= 0.01
+    verification("gamma between two GB planes", MPI.COMM_WORLD.allreduce(err, op=MPI.MAX), 0.01)
 
 
 @pytest.mark.mpi
@@ -137,7 +140,8 @@ def test_gamma_single_gb_half_line():
 
 
 @pytest.mark.mpi
-def test_crack_profile_dissipates_gc():
+@pytest.mark.verification
+def test_crack_profile_dissipates_gc(verification):
     """Fully broken 1D crack (phi(0) = 1, no driving force) on [0, 10 l]: phi = exp(-s/l) and the
     dissipated energy of both sides is Gc; P1 overestimates by at most h/(2l) (MODEL.md §6.8;
     here measured ~(h/l)^2/24, so also check it is >= 0 and <= (h/l)^2/12)."""
@@ -160,17 +164,20 @@ def test_crack_profile_dissipates_gc():
     )
     h = 10 * L_PF / n
     rel = energy / GC - 1.0
-    assert 0.0 <= rel <= h / (2 * L_PF)
+    assert rel >= 0.0
+    verification("AT2 1D crack: dissipated energy / Gc - 1", rel, h / (2 * L_PF))
     assert rel <= (h / L_PF) ** 2 / 12
     s = V.tabulate_dof_coordinates()[:, 0]
     err = np.abs(phi.x.array - np.exp(-s / L_PF)).max(initial=0.0)
     assert MPI.COMM_WORLD.allreduce(err, op=MPI.MAX) <= (h / L_PF) ** 2 / 4
 
 
-def test_effective_gb_toughness():
+@pytest.mark.verification
+def test_effective_gb_toughness(verification):
     """Homogeneous Gc gives G_eff = Gc (1e-6); Gc_GB/Gc_bulk = 0.1 with l_g = l gives
     0.45 Gc_bulk (MODEL.md §3) within 0.01 Gc_bulk; G_eff decreases towards Gc_GB as l_g/l grows (< 1.5 Gc_GB at l_g = 25 l)."""
-    assert abs(effective_gb_toughness(50.0, 50.0, 0.2, 0.2) / 50.0 - 1.0) < 1e-6
+    err = abs(effective_gb_toughness(50.0, 50.0, 0.2, 0.2) / 50.0 - 1.0)
+    verification("G_eff with homogeneous Gc equals Gc", err, 1e-6)
     assert abs(effective_gb_toughness(50.0, 5.0, 0.2, 0.2) / 50.0 - 0.45) < 0.01
     g = [effective_gb_toughness(50.0, 5.0, 0.2, lg) for lg in (0.05, 0.2, 1.0, 5.0)]
     assert all(a > b for a, b in zip(g, g[1:], strict=False))
