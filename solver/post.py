@@ -69,7 +69,8 @@ class DamageMetrics:
     """Damaged volume fraction (phi >= threshold), its GB share (h >= h_threshold), radial shells.
 
     Indicators are integrated at the quadrature points of a degree-``degree`` rule on the
-    particle submesh. Shells are r/R_p in ``shells`` (the last one open-ended, for non-spherical
+    particle submesh (degree 2: 4 interior points per tet; basix degree-4 rules have points on
+    edges, where a threshold indicator is biased). Shells are r/R_p in ``shells`` (the last one open-ended, for non-spherical
     particles), with r measured from ``dom.center`` and R_p = ``dom.radius_um``.
     """
 
@@ -81,7 +82,7 @@ class DamageMetrics:
         threshold: float = 0.95,
         h_threshold: float = 0.5,
         shells: tuple[float, ...] = RADIAL_SHELLS,
-        degree: int = 4,
+        degree: int = 2,
     ):
         self.dom = dom
         self.phi = phi
