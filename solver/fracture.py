@@ -233,3 +233,13 @@ def fracture_constants(params) -> dict:
         "l_gamma": units.length(f.l_gamma_m),
         "k": f.k_residual,
     }
+
+
+def summary_line(params) -> str:
+    """One line for the run header: G_eff and the AT2 strengths (bulk, GB nominal, GB effective)."""
+    s = fracture_summary(params)
+    return (
+        f"  effective GB toughness G_eff = {s['G_eff_GB_J_m2']:.2f} J/m^2 "
+        f"({s['G_eff_over_Gc_bulk']:.3f} Gc_bulk, l_gamma = {s['l_gamma_m'] * 1e6:g} µm); "
+        f"AT2 strength with G_eff: {s['sigma_c_GB_effective_Pa'] / 1e9:.2f} GPa"
+    )

@@ -32,4 +32,5 @@ def material_summary(rc: ResolvedCase) -> str:
         f"  AT2 strength: bulk {s_bulk / 1e9:.2f} GPa, GB (nominal Gc_GB) {s_gb / 1e9:.2f} GPa, "
         f"l = {fr.l_m * 1e6:g} µm, split {fr.split}"
     )
+    lines.append(__import__("solver.fracture", fromlist=["summary_line"]).summary_line(p))
     return "\n".join(lines)

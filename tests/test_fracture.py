@@ -185,7 +185,7 @@ def test_effective_gb_toughness(verification):
 
 
 def test_fracture_summary_of_baseline():
-    """The baseline parameter set: sigma_c(bulk) = 0.3248 sqrt(E Gc/l) = 6.29 GPa (1e-3) and the
+    """The baseline parameter set: sigma_c(bulk) = 0.3248 sqrt(E Gc/l) = 1.99 GPa (1e-3) and the
     effective GB strength lies between the nominal GB and the bulk strength."""
     p, _ = config.load_parameters(config.find_parameter_set("nmc811_parks2023"))
     s = fracture_summary(p)
