@@ -161,8 +161,9 @@ def tag_grains_by_seeds(msh, particle_cells_tag: int, old_tags, seeds: np.ndarra
     old = np.full(ncell, BINDER, dtype=np.int32)
     old[old_tags.indices] = old_tags.values
     mid = dmesh.compute_midpoints(msh, tdim, cells)
-    d2 = ((mid[:, None, :] - seeds[None, :, :]) ** 2).sum(axis=2)
-    grain = 1 + np.argmin(d2, axis=1)
+    from scipy.spatial import cKDTree
+
+    grain = 1 + cKDTree(seeds).query(mid)[1]
     tags = np.where(old == particle_cells_tag, grain, BINDER).astype(np.int32)
     ct = dmesh.meshtags(msh, tdim, cells, tags)
     msh.topology.create_connectivity(tdim - 1, tdim)
