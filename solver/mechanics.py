@@ -334,11 +334,20 @@ def eigenstrain(x, n, law, x0: float, gdim: int = 3):
     return ea * ufl.Identity(gdim) + dd * ufl.outer(n, n)
 
 
-def _pos(s):
+SPLIT_SMOOTHING = 1e-6  # strain width of the smoothed <s>+- in the voldev/spectral splits
+
+
+def _pos(s, delta: float = 0.0):
+    """<s>+ ; with delta > 0 the C-infinity version (s + sqrt(s^2 + delta^2))/2."""
+    if delta > 0.0:
+        return 0.5 * (s + ufl.sqrt(s * s + delta * delta))
     return 0.5 * (s + abs(s))
 
 
-def _neg(s):
+def _neg(s, delta: float = 0.0):
+    """<s>- = s - <s>+ (same smoothing)."""
+    if delta > 0.0:
+        return 0.5 * (s - ufl.sqrt(s * s + delta * delta))
     return 0.5 * (s - abs(s))
 
 
@@ -369,12 +378,18 @@ def principal_values(A, delta: float = 1e-10, eta: float = 1e-10):
     return l1, l2, l3
 
 
-def strain_energy_split(e, lmbda: float, mu: float, split: str):
+def strain_energy_split(e, lmbda: float, mu: float, split: str, delta: float | None = None):
     """(psi+, psi-) of the elastic strain e in GPa (energy per µm^3 = GJ/m^3).
 
     none: psi+ = psi0; voldev (Amor 2009): psi+ = K/2 <tr e>+^2 + mu e_d:e_d;
     spectral and hybrid (Miehe 2010): psi+ = lambda/2 <tr e>+^2 + mu sum <e_i>+^2.
+    For voldev and spectral, <.>+- are smoothed over a strain width ``delta`` (default
+    SPLIT_SMOOTHING = 1e-6): the energy becomes C2, so Newton does not cycle at the kink (e.g. the
+    lateral strain of a damaged bar in uniaxial stress tends to 0-); psi+ + psi- = psi0 +
+    O(mu delta^2) and the stress changes by O(mu delta) ~ 1e-4 GPa at most.
     """
+    if delta is None:
+        delta = SPLIT_SMOOTHING
     tr = ufl.tr(e)
     gdim = e.ufl_shape[0]
     psi0 = 0.5 * lmbda * tr**2 + mu * ufl.inner(e, e)
@@ -383,11 +398,13 @@ def strain_energy_split(e, lmbda: float, mu: float, split: str):
     if split == "voldev":
         K = lmbda + 2.0 * mu / gdim
         ed = ufl.dev(e)
-        return 0.5 * K * _pos(tr) ** 2 + mu * ufl.inner(ed, ed), 0.5 * K * _neg(tr) ** 2
+        pp = 0.5 * K * _pos(tr, delta) ** 2 + mu * ufl.inner(ed, ed)
+        return pp, 0.5 * K * _neg(tr, delta) ** 2
     if split in ("spectral", "hybrid"):
         ls = principal_values(e)
-        pp = 0.5 * lmbda * _pos(tr) ** 2 + mu * sum(_pos(li) ** 2 for li in ls)
-        pm = 0.5 * lmbda * _neg(tr) ** 2 + mu * sum(_neg(li) ** 2 for li in ls)
+        d = delta if split == "spectral" else 0.0  # hybrid: psi+ only drives H, no Newton kink
+        pp = 0.5 * lmbda * _pos(tr, d) ** 2 + mu * sum(_pos(li, d) ** 2 for li in ls)
+        pm = 0.5 * lmbda * _neg(tr, d) ** 2 + mu * sum(_neg(li, d) ** 2 for li in ls)
         return pp, pm
     raise ValueError(f"unknown energy split {split!r} (allowed: {', '.join(SPLITS)})")
 
@@ -410,11 +427,9 @@ def stress(e, lmbda: float, mu: float, split: str = "none", phi=None, k: float =
     if split in ("none", "hybrid"):
         return g * sig0
     if split == "voldev":
-        K = lmbda + 2.0 * mu / gdim
-        tr = ufl.tr(e)
-        sp = K * _pos(tr) * ufl.Identity(gdim) + 2.0 * mu * ufl.dev(e)
-        sm = K * _neg(tr) * ufl.Identity(gdim)
-        return g * sp + sm
+        ev = ufl.variable(e)
+        pp, pm = strain_energy_split(ev, lmbda, mu, "voldev")
+        return g * ufl.diff(pp, ev) + ufl.diff(pm, ev)
     if split == "spectral":
         ev = ufl.variable(e)
         pp, pm = strain_energy_split(ev, lmbda, mu, "spectral")

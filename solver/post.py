@@ -95,8 +95,10 @@ class DamageMetrics:
         if gamma is not None:
             on_gb = ufl.conditional(ufl.ge(gb_indicator(gamma), h_threshold), 1.0, 0.0)
             self.f_gb = fem.form(dmg * on_gb * dx)
+            self.f_phi_gb = fem.form(phi * on_gb * dx)
         else:
             self.f_gb = None
+        self.f_phi = fem.form(phi * dx)
         X = ufl.SpatialCoordinate(sm)
         c = ufl.as_vector([float(ci) for ci in dom.center[: sm.geometry.dim]])
         rr = ufl.sqrt(ufl.inner(X - c, X - c)) / dom.radius_um
@@ -113,16 +115,21 @@ class DamageMetrics:
         self.shell_volumes = [_global(sm.comm, f) for f in self.f_shell]
 
     def compute(self) -> dict:
-        """damage_fraction, damage_gb_share, phi_max, radial_damage_fraction (per shell volume),
-        radial_damage_share (per total damaged volume)."""
+        """damage_fraction, damage_gb_share, phi_max, phi_mean, damage_gb_share_phi_weighted
+        (int phi [h >= 0.5] / int phi, defined before any phi >= 0.95), radial_damage_fraction (per
+        shell volume), radial_damage_share (per total damaged volume)."""
         comm = self.dom.submesh.comm
         vd = _global(comm, self.f_dmg)
         vgb = _global(comm, self.f_gb) if self.f_gb is not None else 0.0
         shell_d = [_global(comm, f) for f in self.f_shell_dmg]
+        vphi = _global(comm, self.f_phi)
+        vphi_gb = _global(comm, self.f_phi_gb) if self.f_gb is not None else 0.0
         return {
             "damage_fraction": vd / self.volume,
             "damage_gb_share": (vgb / vd) if vd > 0 else float("nan"),
             "phi_max": field_max(self.phi),
+            "damage_gb_share_phi_weighted": (vphi_gb / vphi) if vphi > 0 else float("nan"),
+            "phi_mean": vphi / self.volume,
             "radial_damage_fraction": [
                 d / v if v > 0 else 0.0 for d, v in zip(shell_d, self.shell_volumes, strict=True)
             ],

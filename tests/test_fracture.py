@@ -70,10 +70,10 @@ def _sxx(dom, qs) -> float:
 
 @pytest.mark.mpi
 @pytest.mark.verification
-@pytest.mark.parametrize(("split", "factor"), [("none", 1.0), ("hybrid", None)])
+@pytest.mark.parametrize(("split", "factor"), [("none", 1.0), ("voldev", 1.0), ("hybrid", None)])
 def test_at2_bar_peak_stress(split, factor, verification):
     """Peak of the homogeneous AT2 bar: sigma_c = (3 sqrt3/16) sqrt(E Gc/l) within 2 % (split
-    none); hybrid (spectral psi+) raises it by 1/sqrt((1-nu)(1+2nu)/(1+nu)) = 1.077, within 2 %.
+    none, and voldev: in uniaxial tension tr e > 0, so psi+ = psi0); hybrid (spectral psi+) raises it by 1/sqrt((1-nu)(1+2nu)/(1+nu)) = 1.077, within 2 %.
     The damage at every step matches phi = 2H/(Gc/l + 2H) to 1e-6."""
     if factor is None:
         factor = 1.0 / np.sqrt((1 - NU) * (1 + 2 * NU) / (1 + NU))

@@ -134,7 +134,8 @@ def test_principal_values_random_and_degenerate():
 
 
 def test_splits_sum_to_psi0():
-    """psi+ + psi- = psi0 for every split (1e-12 relative) on a random strain."""
+    """psi+ + psi- = psi0 for every split on a random strain: 1e-12 relative for none/hybrid,
+    1e-7 for voldev/spectral (their <.>+- are smoothed over a strain width 1e-6: O(mu delta^2))."""
     msh = _one_cell_mesh()
     rng = np.random.default_rng(2)
     c = rng.normal(size=(3, 3)) * 1e-2
@@ -144,7 +145,8 @@ def test_splits_sum_to_psi0():
     for split in M.SPLITS:
         pp, pm = M.strain_energy_split(e, lm, mu, split)
         tot = _eval_const(pp + pm, msh)
-        assert abs(tot - psi0) < 1e-12 * psi0 * 1e3, split
+        tol = 1e-12 if split in ("none", "hybrid") else 1e-7
+        assert abs(tot - psi0) <= tol * psi0, split
 
 
 # ---------------------------------------------------------------------------------------------
