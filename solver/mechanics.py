@@ -609,3 +609,76 @@ def uniform_x(dom: ParticleDomain, value: float | Callable[[np.ndarray], np.ndar
     else:
         x.x.array[:] = value
     return x
+
+
+# ---------------------------------------------------------------------------------------------
+# Everything the coupled solver needs, in one call
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class MechanicsFractureBlocks:
+    """Fields, residuals and BCs of mechanics (+ fracture) for a given Li field ``x``.
+
+    ``F_u`` (parent mesh, test function of ``V``) and ``F_phi`` (submesh) are UFL forms; compile
+    them with ``entity_maps=[dom.entity_map]``, e.g. in
+    ``NonlinearProblem([F_u, F_x, F_phi, F_V], [u, x, phi, V], kind="mpi", ...)``. ``psi_plus``
+    is the crack-driving energy (mixed-mesh UFL); after each converged step call
+    ``history.update(psi_plus, [dom.entity_map])``. ``F_phi`` uses the implicit driving force
+    max(H, psi+(u, x)), so the phi-u Jacobian block is non-zero. ``gamma``, ``Gc`` and ``n`` are
+    fixed per mesh. Units: µm, GPa, Gc in GPa µm.
+    """
+
+    V: fem.FunctionSpace
+    u: fem.Function
+    phi: fem.Function | None
+    n: fem.Function
+    F_u: Any
+    F_phi: Any
+    psi_plus: Any
+    bcs: list
+    gamma: fem.Function | None
+    Gc: Any
+    history: Any
+
+
+def build_blocks(
+    dom: ParticleDomain,
+    model: MechanicsModel,
+    x,
+    fracture: dict | None,
+    degree: int = 1,
+    outer_boundary: str = "clamped",
+    bcs_factory: Callable | None = None,
+    gamma: fem.Function | None = None,
+    gamma_prefix: str = "gamma_",
+) -> MechanicsFractureBlocks:
+    """Build u, phi, residuals, BCs, gamma, Gc(gamma) and the history field.
+
+    ``x``: the Li fraction on the particle submesh (a P1 Function, or any UFL expression on it).
+    ``fracture``: None (mechanics only) or a dict with Gc_bulk, Gc_gb (GPa µm), l, l_gamma (µm),
+    e.g. :func:`solver.fracture.fracture_constants`; gamma is solved here unless given.
+    """
+    from .fracture import HistoryField, phase_field_residual, solve_gamma, toughness
+
+    sm = dom.submesh
+    n = dom.axis_field()
+    V = make_displacement_space(dom, degree)
+    u = fem.Function(V, name="u")
+    bcs = bcs_factory(V) if bcs_factory else displacement_bcs(V, dom, outer_boundary)
+    psi_plus = model.psi_plus(u, x, n)
+    if fracture is None:
+        F_u = displacement_residual(model, dom, u, ufl.TestFunction(V), x, n, None)
+        return MechanicsFractureBlocks(V, u, None, n, F_u, None, psi_plus, bcs, None, None, None)
+    phi = fem.Function(fem.functionspace(sm, ("Lagrange", 1)), name="phi")
+    F_u = displacement_residual(model, dom, u, ufl.TestFunction(V), x, n, phi)
+    if gamma is None:
+        gamma = solve_gamma(sm, dom.gb_facets(), fracture["l_gamma"], prefix=gamma_prefix)
+    history = HistoryField(sm, degree=2)
+    Gc = toughness(gamma, fracture["Gc_bulk"], fracture["Gc_gb"])
+    drive = ufl.max_value(history.H, psi_plus)
+    dxq = ufl.dx(domain=sm, metadata={"quadrature_degree": 2})
+    F_phi = phase_field_residual(
+        phi, ufl.TestFunction(phi.function_space), drive, Gc, fracture["l"], dxq
+    )
+    return MechanicsFractureBlocks(V, u, phi, n, F_u, F_phi, psi_plus, bcs, gamma, Gc, history)

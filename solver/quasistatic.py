@@ -15,18 +15,14 @@ from dataclasses import dataclass
 
 import dolfinx_solver  # noqa: F401
 import numpy as np
-import ufl
 from dolfinx import fem
 from dolfinx.fem.petsc import NonlinearProblem
 from mpi4py import MPI
 
-from .fracture import HistoryField, phase_field_residual, solve_gamma, toughness
 from .mechanics import (
     MechanicsModel,
     ParticleDomain,
-    displacement_bcs,
-    displacement_residual,
-    make_displacement_space,
+    build_blocks,
     uniform_x,
 )
 from .post import DamageMetrics, field_max, principal_stress_field
@@ -74,18 +70,40 @@ class QuasiStaticFracture:
     ):
         self.dom, self.model, self.frac = dom, model, frac
         self.tol, self.max_iter, self.scheme = tol, max_iter, scheme
-        sm = dom.submesh
         emaps = [dom.entity_map]
         self.x = uniform_x(dom, model.x0)
-        self.n = dom.axis_field()
-        self.V = make_displacement_space(dom, degree)
-        self.u = fem.Function(self.V, name="u")
-        v = ufl.TestFunction(self.V)
-        self.bcs = (
-            bcs_factory(self.V) if bcs_factory else displacement_bcs(self.V, dom, outer_boundary)
-        )
         self.fracture = frac is not None
-        self.phi = fem.Function(fem.functionspace(sm, ("Lagrange", 1)), name="phi")
+        fr = (
+            None
+            if frac is None
+            else {
+                "Gc_bulk": frac.Gc_bulk,
+                "Gc_gb": frac.Gc_gb,
+                "l": frac.l,
+                "l_gamma": frac.l_gamma,
+            }
+        )
+        self.blocks = b = build_blocks(
+            dom,
+            model,
+            self.x,
+            fr,
+            degree,
+            outer_boundary,
+            bcs_factory,
+            gamma,
+            gamma_prefix=f"{prefix}gamma_",
+        )
+        self.V, self.u, self.n, self.bcs = b.V, b.u, b.n, b.bcs
+        self.F_u, self.F_phi, self.psi_plus = b.F_u, b.F_phi, b.psi_plus
+        self.gamma, self.history = b.gamma, b.history
+        self.phi = (
+            b.phi
+            if self.fracture
+            else fem.Function(fem.functionspace(dom.submesh, ("Lagrange", 1)), name="phi")
+        )
+        if self.fracture:
+            self.metrics = DamageMetrics(dom, self.phi, self.gamma)
         nonlinear_u = model.split in ("voldev", "spectral")
         u_opts = dict(LU)
         u_opts.update(
@@ -99,26 +117,6 @@ class QuasiStaticFracture:
             if nonlinear_u
             else {"snes_type": "ksponly"}
         )
-        self.F_u = displacement_residual(
-            model, dom, self.u, v, self.x, self.n, self.phi if self.fracture else None
-        )
-        self.psi_plus = model.psi_plus(self.u, self.x, self.n)
-        if self.fracture:
-            self.gamma = (
-                gamma
-                if gamma is not None
-                else solve_gamma(sm, dom.gb_facets(), frac.l_gamma, prefix=f"{prefix}gamma_")
-            )
-            self.history = HistoryField(sm, degree=2)
-            q = ufl.TestFunction(self.phi.function_space)
-            Gc = toughness(self.gamma, frac.Gc_bulk, frac.Gc_gb)
-            drive = ufl.max_value(self.history.H, self.psi_plus)
-            dxq = ufl.dx(domain=sm, metadata={"quadrature_degree": 2})
-            self.F_phi = phase_field_residual(self.phi, q, drive, Gc, frac.l, dxq)
-            self.metrics = DamageMetrics(dom, self.phi, self.gamma)
-        else:
-            self.gamma = None
-            self.F_phi = None
         if scheme == "monolithic" and self.fracture:
             opts = dict(LU)
             opts.update(
