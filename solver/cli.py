@@ -50,11 +50,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(f"{args.case}: valid (dry run, nothing solved)")
         return 0
-    _ = rc
-    raise NotBuiltError(
-        "'polycrack run' is not built yet: the solver lands with the electrochemistry and coupled-run "
-        "issues. The case file is valid; 'polycrack check' prints what was resolved."
-    )
+    if args.restart is not None:
+        raise NotBuiltError("'polycrack run --restart' lands with the coupled-run issue (5).")
+    from .run import run_case  # mechanics: true raises NotBuiltError until issue 5 lands
+
+    run_case(rc, args.output)
+    return 0
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:

@@ -18,7 +18,26 @@ from mpi4py import MPI
 
 from meshing.tags import INTERFACE
 
-__all__ = ["sphere_particle_mesh"]
+from . import materials as mat
+from .config import CCStep, CVStep, ResolvedCase, SolverConfig
+from .electrochem import Electrochemistry
+from .errors import NotBuiltError, SolverFailure
+from .exports import TimeSeriesWriter, git_commit, peak_memory_mb, versions, write_json_atomic
+from .nonlinear import BlockNewton
+from .protocol import ProtocolRunner
+from .stepping import AdaptiveBDF
+
+__all__ = [
+    "sphere_particle_mesh",
+    "particle_mesh_for_case",
+    "electrochem_solver",
+    "ElectrochemRun",
+    "run_case",
+    "X_TOL_FACTOR",
+]
+
+#: Absolute local-error tolerance on x is ``time_rtol * X_TOL_FACTOR``; on V it is ``time_rtol`` V.
+X_TOL_FACTOR = 1.0
 
 
 def sphere_particle_mesh(
@@ -64,5 +83,290 @@ def sphere_particle_mesh(
     return data.mesh, data.cell_tags, data.facet_tags
 
 
-_ = time
-_ = Path
+def particle_mesh_for_case(rc: ResolvedCase, out_dir: Path, comm: MPI.Comm) -> tuple:
+    """(particle mesh, facet tags, mesh info) for a case.
+
+    Uses the mesh bundle API of the meshing issue (``solver.domain.ensure_bundle`` /
+    ``load_bundle`` and the particle submesh) when it is available; otherwise, for
+    ``particle.source: sphere``, a gmsh ball built here (particle only: electrochemistry needs
+    no binder).
+    """
+    geo = rc.case.geometry
+    try:
+        from . import domain as _dom  # lands with the meshing issue
+    except ImportError:
+        _dom = None
+    if _dom is not None and hasattr(_dom, "load_bundle"):
+        if geo.bundle is not None:
+            path = geo.bundle
+        elif hasattr(_dom, "ensure_bundle"):
+            path = _dom.ensure_bundle(geo, Path(out_dir) / "mesh", comm)
+        else:
+            raise NotBuiltError("geometry.bundle is required until mesh building lands")
+        d = _dom.load_bundle(path, comm)
+        ps = d.particle_submesh()
+        return ps.mesh, ps.facet_tags, {"source": "bundle", "bundle": str(path)}
+    if geo.bundle is not None or geo.particle.source != "sphere":
+        raise NotBuiltError(
+            "mesh bundles (and non-sphere particles) need the meshing issue; "
+            "use geometry.particle.source: sphere for an electrochemistry-only run"
+        )
+    h = geo.mesh.particle_size_um
+    if geo.mesh.refine_levels:
+        h = h / 2**geo.mesh.refine_levels
+    msh, _, ft = sphere_particle_mesh(geo.particle.diameter_um / 2.0, h, comm)
+    return msh, ft, {"source": "gmsh sphere (particle only)", "h_um": h}
+
+
+def electrochem_solver(
+    ec: Electrochemistry, cfg: SolverConfig, limiters=()
+) -> tuple[BlockNewton, AdaptiveBDF]:
+    """The monolithic (x, V) Newton solver and the adaptive BDF stepper for a block.
+
+    ``solver.linear: staggered`` has nothing to stagger without mechanics and maps to ``mumps``.
+    """
+    linear = "mumps" if cfg.linear == "staggered" else cfg.linear
+    newton = BlockNewton(
+        ec.residuals(),
+        ec.unknowns,
+        ["scalar", "real"],
+        linear=linear,
+        rtol=cfg.newton_rtol,
+        atol=cfg.newton_atol,
+        max_it=cfg.newton_max_iterations,
+        name="ec",
+        groups=[[0, 1]],
+    )
+    stepper = AdaptiveBDF(
+        ec.unknowns,
+        newton.solve,
+        ec.set_bdf,
+        history={0: (ec.x_n, ec.x_nn)},
+        tolerances=[cfg.time_rtol * X_TOL_FACTOR, cfg.time_rtol],
+        dt_min=cfg.dt_min_s,
+        dt_max=cfg.dt_max_s,
+        max_retries=cfg.max_retries,
+        newton_max_iterations=cfg.newton_max_iterations,
+        limiters=limiters,
+    )
+    return newton, stepper
+
+
+class _Progress:
+    """Rank-0 rich progress bar: protocol step, step count, hours, voltage, current."""
+
+    def __init__(self, enabled: bool, steps: list, ec: Electrochemistry, x0: float):
+        self.enabled = enabled and MPI.COMM_WORLD.rank == 0
+        self.steps, self.ec, self.x0 = steps, ec, x0
+        self._p = None
+        if self.enabled:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._p = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                TextColumn("{task.percentage:>5.1f}%"),
+                TextColumn("{task.fields[info]}"),
+                TimeElapsedColumn(),
+            )
+            self._p.start()
+            self._task = None
+            self._k = -1
+
+    def update(self, step_no: int, k: int, t: float, V: float, I_A: float, x_avg: float):
+        if not self.enabled:
+            return
+        step = self.steps[k]
+        if k != self._k:
+            if self._task is not None:
+                self._p.update(self._task, completed=100)
+            self._task = self._p.add_task(
+                f"{k + 1}/{len(self.steps)} {step.type}", total=100, info=""
+            )
+            self._k, self._t0, self._i0 = k, t, I_A
+        frac = 0.0
+        if isinstance(step, CCStep):
+            try:
+                x_end = mat.x_at_voltage(step.until_voltage_V)
+                frac = (self.x0 - x_avg) / (self.x0 - x_end) if self.x0 != x_end else 0.0
+            except ValueError:
+                frac = 0.0
+            if step.max_time_s:
+                frac = max(frac, (t - self._t0) / step.max_time_s)
+        elif isinstance(step, CVStep):
+            if step.until_c_rate and self._i0:
+                i_stop = self.ec.c_rate_current_A(step.until_c_rate)
+                ratio = abs(self._i0) / i_stop
+                if ratio > 1 and abs(I_A) > 0:
+                    frac = np.log(abs(self._i0) / abs(I_A)) / np.log(ratio)
+            if step.max_time_s:
+                frac = max(frac, (t - self._t0) / step.max_time_s)
+        else:
+            frac = (t - self._t0) / step.duration_s
+        info = f"step {step_no}  {t / 3600:7.3f} h  {V:.4f} V  {I_A:.3e} A"
+        self._p.update(self._task, completed=100 * min(max(frac, 0.0), 1.0), info=info)
+
+    def close(self):
+        if self._p is not None:
+            if self._task is not None:
+                self._p.update(self._task, completed=100)
+            self._p.stop()
+
+
+class ElectrochemRun:
+    """An electrochemistry-only run of a resolved case into ``out_dir``.
+
+    ``mesh=(particle_mesh, facet_tags)`` skips mesh building (tests, benchmarks).
+    """
+
+    def __init__(
+        self,
+        rc: ResolvedCase,
+        out_dir: Path,
+        comm: MPI.Comm = MPI.COMM_WORLD,
+        progress: bool = True,
+        mesh: tuple | None = None,
+    ):
+        self.rc, self.comm, self.progress = rc, comm, progress
+        self.out_dir = Path(out_dir)
+        self.mesh = mesh
+        self.phases: dict[str, float] = {}
+
+    def _record(self) -> dict:
+        rc = self.rc
+        return {
+            "status": "running",
+            "kind": "electrochemistry",
+            "resolved": rc.to_dict(),
+            "versions": versions(),
+            "git_commit": git_commit(),
+            "mpi_size": self.comm.size,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+
+    def run(self) -> dict:
+        """Run the protocol; returns the run.json record (also written to ``out_dir``)."""
+        comm, rc = self.comm, self.rc
+        t_all = time.perf_counter()
+        if comm.rank == 0:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        comm.barrier()
+        record = self._record()
+        write_json_atomic(self.out_dir / "run.json", record, comm)
+
+        t0 = time.perf_counter()
+        if self.mesh is None:
+            msh, ft, mesh_info = particle_mesh_for_case(rc, self.out_dir, comm)
+        else:
+            msh, ft = self.mesh[:2]
+            mesh_info = {"source": "given"}
+        self.phases["mesh_s"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        ecp = rc.params.electrochemistry
+        ec = Electrochemistry(msh, ft, INTERFACE, ecp)
+        newton, stepper = electrochem_solver(ec, rc.case.solver)
+        lattice = mat.LatticeStrains.from_params(rc.params, rc.lattice_table_path)
+        n_x = ec.W.dofmap.index_map.size_global
+        mesh_info.update(
+            {
+                "cells": msh.topology.index_map(3).size_global,
+                "x_dofs": n_x,
+                "unknowns": n_x + 1,
+                "particle_volume_um3": ec.volume_um3,
+                "interface_area_um2": ec.area_um2,
+                "current_1C_A": ec.i_1c_A,
+            }
+        )
+        record["mesh"] = mesh_info
+        writer = TimeSeriesWriter(self.out_dir / "timeseries.csv", comm=comm)
+        bar = _Progress(self.progress, rc.case.protocol, ec, ec.x0)
+        self.phases["setup_s"] = time.perf_counter() - t0
+
+        def on_accept(step_no, k, trial):
+            s = ec.state()
+            xa = s.x_avg
+            writer.append(
+                {
+                    "step": step_no,
+                    "time_s": stepper.t,
+                    "dt_s": trial.dt,
+                    "voltage_V": s.voltage_V,
+                    "current_A": s.current_A,
+                    "capacity_mAh_g": float(mat.capacity_mAh_g(ec.x0, xa, ecp.molar_mass_g_mol)),
+                    "x_avg": xa,
+                    "x_surf_min": s.x_surf_min,
+                    "x_surf_max": s.x_surf_max,
+                    "eps_a": float(lattice.eps_a(xa)),
+                    "eps_c": float(lattice.eps_c(xa)),
+                    "newton_iterations": trial.newton_iterations,
+                    "protocol_step": k,
+                    "step_type": rc.case.protocol[k].type,
+                    "bdf_order": trial.order,
+                    "error_estimate": trial.error,
+                }
+            )
+            bar.update(step_no, k, stepper.t, s.voltage_V, s.current_A, xa)
+
+        runner = ProtocolRunner(ec, stepper, rc.case.protocol, rc.case.solver, on_accept)
+        t0 = time.perf_counter()
+        status, message = "completed", ""
+        try:
+            runner.run()
+        except (SolverFailure, Exception) as exc:
+            status, message = "failed", f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            bar.close()
+            writer.close()
+            self.phases["solve_s"] = time.perf_counter() - t0
+            self.phases["total_s"] = time.perf_counter() - t_all
+            st = stepper.stats
+            record.update(
+                {
+                    "status": status,
+                    "message": message,
+                    "wall_time_s": dict(self.phases),
+                    "steps": {
+                        "accepted": st.accepted,
+                        "rejected_error": st.rejected_error,
+                        "rejected_newton": st.rejected_newton,
+                        "rejected_event": st.rejected_event,
+                        "rejected_limiter": st.rejected_limiter,
+                    },
+                    "solver": {
+                        "linear": newton.linear,
+                        "newton_iterations": st.newton_iterations,
+                        "newton_iterations_accepted": st.newton_iterations_accepted,
+                        "linear_iterations": st.linear_iterations,
+                        "solve_seconds": st.solve_seconds,
+                    },
+                    "protocol": [s.to_dict() for s in runner.summaries],
+                    "final": {"time_s": stepper.t, "voltage_V": ec.voltage},
+                    "peak_memory": peak_memory_mb(comm),
+                    "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                }
+            )
+            write_json_atomic(self.out_dir / "run.json", record, comm)
+        return record
+
+
+def run_case(rc: ResolvedCase, out_dir: Path | None, comm: MPI.Comm = MPI.COMM_WORLD) -> dict:
+    """``polycrack run``: electrochemistry-only cases; coupled cases are not built yet."""
+    if rc.case.physics.mechanics:
+        raise NotBuiltError(
+            "'polycrack run' with physics.mechanics: true needs the coupled chemo-mechanical run "
+            "(issue 5), which is not built yet; set physics: {mechanics: false, fracture: false} "
+            "for an electrochemistry-only run"
+        )
+    if out_dir is None:
+        out_dir = rc.case.output.dir or Path("runs") / (rc.case.name or "run")
+    rec = ElectrochemRun(rc, Path(out_dir), comm).run()
+    if comm.rank == 0:
+        st = rec["steps"]
+        print(
+            f"done: {st['accepted']} steps, {rec['final']['time_s'] / 3600:.3f} h, "
+            f"V = {rec['final']['voltage_V']:.4f} V, wall {rec['wall_time_s']['total_s']:.1f} s; "
+            f"wrote {Path(out_dir) / 'timeseries.csv'}"
+        )
+    return rec
