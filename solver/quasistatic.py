@@ -156,7 +156,9 @@ class QuasiStaticFracture:
                     petsc_options=phi_opts,
                     petsc_options_prefix=f"{prefix}phi_",
                 )
-        self.stats = {"steps": 0, "iterations": 0, "solve_time_s": 0.0}
+        self.stats = {"steps": 0, "iterations": 0, "solve_time_s": 0.0, "stalled_accepted": 0}
+        self.stall_rtol = 1e-3
+        self._fref: float | None = None
 
     # -- x field --------------------------------------------------------------------------------
     def set_x(self, value: float | Callable[[np.ndarray], np.ndarray]) -> None:
@@ -169,15 +171,32 @@ class QuasiStaticFracture:
 
     # -- solves ---------------------------------------------------------------------------------
     def _solve(self, prob, what: str) -> int:
+        snes = prob.solver
+        if snes.getType() != "ksponly":
+            snes.setConvergenceHistory(length=200, reset=True)
         prob.solve()
-        r = prob.solver.getConvergedReason()
+        r = snes.getConvergedReason()
+        if r <= 0 and snes.getType() != "ksponly":
+            # Newton on the voldev/spectral splits can stall at a floor ~1e-4 of the step's first
+            # residual (the eigenvalue clip leaves a tiny kink at repeated principal strains):
+            # accept such a state, count it, and fail otherwise.
+            hist = snes.getConvergenceHistory()[0]
+            if self._fref is None and len(hist):
+                self._fref = float(hist[0])
+            if self._fref and snes.getFunctionNorm() <= self.stall_rtol * self._fref:
+                self.stats["stalled_accepted"] += 1
+                return snes.getIterationNumber()
+        elif snes.getType() != "ksponly" and self._fref is None:
+            hist = snes.getConvergenceHistory()[0]
+            self._fref = float(hist[0]) if len(hist) else None
         if r <= 0:
             raise RuntimeError(f"{what} solve failed (SNES reason {r})")
-        return prob.solver.getIterationNumber()
+        return snes.getIterationNumber()
 
     def solve_step(self) -> dict:
         """Equilibrate u and phi for the current x (and BC values), then update H."""
         t0 = time.perf_counter()
+        self._fref = None  # reference residual: the first Newton residual of this step
         comm = self.dom.mesh.comm
         it = 0
         if not self.fracture:
