@@ -18,6 +18,16 @@ Building blocks, written so that the coupled solver can put them into one monoli
 * :func:`displacement_bcs` - clamped outer binder surface, or traction-free with the six rigid
   modes removed by a statically determinate 3-2-1 support (no reactions for a self-equilibrated
   eigenstrain load, so stresses are those of the free body).
+* :func:`build_blocks` - all of the above plus phi, gamma, Gc(gamma), the history field and F_phi
+  for a given x, in one call (what the coupled solver uses)::
+
+      dom = ParticleDomain.from_domain(load_bundle(path, comm))
+      model = MechanicsModel.from_params(params, rc.lattice_table_path)
+      b = build_blocks(dom, model, x, fracture_constants(params), degree=1,
+                       outer_boundary=case.physics.outer_boundary)
+      # NonlinearProblem([b.F_u, F_x, b.F_phi, F_V], [b.u, x, b.phi, V], bcs=b.bcs,
+      #                  entity_maps=[dom.entity_map], kind="mpi", ...)
+      # after every converged step: b.history.update(b.psi_plus, [dom.entity_map])
 """
 
 from __future__ import annotations
