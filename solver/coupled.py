@@ -1,0 +1,246 @@
+"""The coupled chemo-mechanical phase-field problem: (x, V, u, φ) in one Newton solve per step.
+
+Fields (MODEL.md section 2): Li fraction x and voltage V on the particle submesh
+(:class:`solver.electrochem.Electrochemistry`), displacement u on particle + binder and damage φ
+on the particle (:func:`solver.mechanics.build_blocks`); γ is solved once, H is lagged and
+updated after every accepted step. The residuals ``[F_x, F_V, F_u, F_φ]`` go into one
+:class:`solver.nonlinear.BlockNewton` (``solver.linear``: mumps, mumps_lagged, fieldsplit) whose
+fieldsplit sweep is (x, V) by LU → u by GAMG → φ by GAMG, the order of the physical coupling
+(x does not depend on u or φ; u depends on x and φ; φ on u).
+
+``solver.linear: staggered`` — and the automatic fallback after repeated monolithic failures —
+solves (x, V) by Newton, then alternates u (φ fixed) and φ (u fixed) until the largest change of
+φ is below ``STAGGER_TOL`` (alternate minimisation iterated to a tolerance, not one pass).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import dolfinx_solver  # noqa: F401  (MPI before dolfinx / petsc4py)
+import numpy as np
+import ufl
+from dolfinx import fem
+from mpi4py import MPI
+
+from meshing.tags import INTERFACE
+
+from .config import ResolvedCase
+from .electrochem import Electrochemistry
+from .fracture import fracture_constants
+from .mechanics import MechanicsModel, ParticleDomain, build_blocks
+from .nonlinear import BlockNewton, NewtonResult
+from .post import DamageMetrics, principal_stress_field
+
+STAGGER_TOL = 1e-5  # max |Δφ| between two alternate-minimisation sweeps
+STAGGER_MAX_SWEEPS = 200
+FALLBACK_AFTER = 3  # consecutive monolithic failures before a step is tried staggered
+FALLBACK_STEPS = 5  # steps solved staggered before the monolithic solver is tried again
+
+
+@dataclass
+class StaggeredResult(NewtonResult):
+    """NewtonResult of a staggered solve (``iterations`` = total Newton iterations)."""
+
+    sweeps: int = 0
+
+
+class CoupledProblem:
+    """All fields, residuals and solvers of a case on a :class:`ParticleDomain`."""
+
+    def __init__(self, dom: ParticleDomain, rc: ResolvedCase, linear: str | None = None):
+        self.dom, self.rc = dom, rc
+        p, phys, cfg = rc.params, rc.case.physics, rc.case.solver
+        self.linear = linear or cfg.linear
+        self.ec = Electrochemistry(dom.submesh, dom.sub_facet_tags, INTERFACE, p.electrochemistry)
+        self.model = MechanicsModel.from_params(p, rc.lattice_table_path)
+        self.fracture = bool(phys.fracture)
+        frac = fracture_constants(p) if self.fracture else None
+        self.blocks = build_blocks(
+            dom,
+            self.model,
+            self.ec.x,
+            frac,
+            degree=phys.displacement_degree,
+            outer_boundary=phys.outer_boundary,
+        )
+        b = self.blocks
+        F = [*self.ec.residuals(), b.F_u]
+        fields = [self.ec.x, self.ec.V, b.u]
+        kinds = ["scalar", "real", "vector"]
+        groups = [[0, 1], [2]]
+        if self.fracture:
+            F.append(b.F_phi)
+            fields.append(b.phi)
+            kinds.append("scalar")
+            groups.append([3])
+        self.fields = fields
+        self.entity_maps = [dom.entity_map]
+        self._F, self._kinds, self._groups = F, kinds, groups
+        self._cfg = cfg
+        self.newton = None
+        if self.linear != "staggered":
+            self.newton = self._monolithic(self.linear)
+        self._staggered = None  # built on first use
+        self.failures_in_a_row = 0
+        self.staggered_left = 0
+        self.stats = {"monolithic_failures": 0, "staggered_solves": 0, "staggered_sweeps": 0}
+        self.metrics = DamageMetrics(dom, b.phi, b.gamma) if self.fracture else None
+        self._sigma = self.model.particle_stress(b.u, self.ec.x, b.n, b.phi)
+        self.phi_committed = b.phi.x.array.copy() if self.fracture else None
+
+    # -- solvers --------------------------------------------------------------------------------
+    def _monolithic(self, linear: str) -> BlockNewton:
+        cfg = self._cfg
+        return BlockNewton(
+            self._F,
+            self.fields,
+            self._kinds,
+            bcs=self.blocks.bcs,
+            entity_maps=self.entity_maps,
+            linear=linear,
+            rtol=cfg.newton_rtol,
+            atol=cfg.newton_atol,
+            max_it=cfg.newton_max_iterations,
+            name="coupled",
+            groups=self._groups,
+        )
+
+    def _staggered_solvers(self):
+        if self._staggered is None:
+            cfg = self._cfg
+            kw = dict(rtol=cfg.newton_rtol, atol=cfg.newton_atol, max_it=cfg.newton_max_iterations)
+            b = self.blocks
+            ec = BlockNewton(self._F[:2], self.fields[:2], ["scalar", "real"], name="stag_ec", **kw)
+            mech = BlockNewton(
+                [b.F_u],
+                [b.u],
+                ["vector"],
+                bcs=b.bcs,
+                entity_maps=self.entity_maps,
+                name="stag_u",
+                **kw,
+            )
+            frac = None
+            if self.fracture:
+                frac = BlockNewton(
+                    [b.F_phi],
+                    [b.phi],
+                    ["scalar"],
+                    entity_maps=self.entity_maps,
+                    name="stag_phi",
+                    **kw,
+                )
+            self._staggered = (ec, mech, frac)
+        return self._staggered
+
+    def solve_staggered(self) -> StaggeredResult:
+        """(x, V) by Newton, then u and φ alternately until max |Δφ| < STAGGER_TOL."""
+        t0 = time.perf_counter()
+        ec, mech, frac = self._staggered_solvers()
+        backup = [f.x.array.copy() for f in self.fields]
+        its = lits = sweeps = 0
+
+        def fail(r: NewtonResult, what: str) -> StaggeredResult:
+            for f, a in zip(self.fields, backup, strict=True):
+                f.x.array[:] = a
+            return StaggeredResult(
+                False, r.reason, its, lits, time.perf_counter() - t0, 0, f"staggered {what}", sweeps
+            )
+
+        r = ec.solve()
+        its, lits = its + r.iterations, lits + r.linear_iterations
+        if not r.converged:
+            return fail(r, "transport")
+        comm = self.dom.mesh.comm
+        for sweeps in range(1, STAGGER_MAX_SWEEPS + 1):  # noqa: B007
+            r = mech.solve()
+            its, lits = its + r.iterations, lits + r.linear_iterations
+            if not r.converged:
+                return fail(r, "displacement")
+            if frac is None:
+                break
+            phi = self.blocks.phi
+            n = phi.function_space.dofmap.index_map.size_local
+            old = phi.x.array[:n].copy()
+            r = frac.solve()
+            its, lits = its + r.iterations, lits + r.linear_iterations
+            if not r.converged:
+                return fail(r, "phase field")
+            d = float(np.abs(phi.x.array[:n] - old).max()) if n else 0.0
+            if comm.allreduce(d, op=MPI.MAX) < STAGGER_TOL:
+                break
+        else:
+            return fail(NewtonResult(False, -200, its, lits, 0.0), "did not converge")
+        self.stats["staggered_solves"] += 1
+        self.stats["staggered_sweeps"] += sweeps
+        return StaggeredResult(True, 2, its, lits, time.perf_counter() - t0, 0, "staggered", sweeps)
+
+    def solve(self) -> NewtonResult:
+        """One nonlinear solve at the current dt, with the staggered fallback."""
+        if self.newton is None:
+            return self.solve_staggered()
+        if self.staggered_left > 0:
+            res = self.solve_staggered()
+            if res.converged:
+                self.staggered_left -= 1
+            return res
+        res = self.newton.solve()
+        if res.converged:
+            self.failures_in_a_row = 0
+            return res
+        self.stats["monolithic_failures"] += 1
+        self.failures_in_a_row += 1
+        if self.failures_in_a_row >= FALLBACK_AFTER:
+            self.failures_in_a_row = 0
+            res = self.solve_staggered()
+            if res.converged:
+                self.staggered_left = FALLBACK_STEPS - 1
+        return res
+
+    # -- step control and updates ---------------------------------------------------------------
+    def dphi_limiter(self, max_dphi: float):
+        """Stepper limiter: reject a step whose max |φ - φ_committed| exceeds ``max_dphi``."""
+
+        def limiter(dt: float) -> float:
+            if not self.fracture:
+                return np.inf
+            phi = self.blocks.phi
+            n = phi.function_space.dofmap.index_map.size_local
+            d = float(np.abs(phi.x.array[:n] - self.phi_committed[:n]).max()) if n else 0.0
+            d = self.dom.mesh.comm.allreduce(d, op=MPI.MAX)
+            if d <= 1e-12:
+                return np.inf
+            return 0.9 * max_dphi / d if d > max_dphi else max_dphi / d
+
+        return limiter
+
+    def after_accept(self) -> float:
+        """Update H <- max(H, ψ+) after a converged, accepted step; returns max H (GPa)."""
+        if not self.fracture:
+            return 0.0
+        self.phi_committed = self.blocks.phi.x.array.copy()
+        return self.blocks.history.update(self.blocks.psi_plus, self.entity_maps)
+
+    def sigma1(self) -> fem.Function:
+        """Largest principal stress (GPa) as a DG0 field on the particle."""
+        return principal_stress_field(self.dom, self._sigma)
+
+    def observables(self) -> dict:
+        """Damage metrics and the maximum principal stress (Pa), collective."""
+        out = {"sigma1_max_Pa": 0.0}
+        s1 = self.sigma1()
+        n = s1.function_space.dofmap.index_map.size_local
+        smax = float(s1.x.array[:n].max()) if n else -np.inf
+        out["sigma1_max_Pa"] = self.dom.mesh.comm.allreduce(smax, op=MPI.MAX) * 1e9
+        if self.metrics is not None:
+            out.update(self.metrics.compute())
+        return out
+
+    def particle_average(self, expr) -> float:
+        """Volume average over the particle of a scalar UFL expression on the submesh."""
+        comm = self.dom.submesh.comm
+        dx = ufl.dx(domain=self.dom.submesh)
+        num = comm.allreduce(fem.assemble_scalar(fem.form(expr * dx)), op=MPI.SUM)
+        return num / self.ec.volume_um3
