@@ -159,6 +159,7 @@ def main() -> None:
     ap.add_argument("--dx", type=float, default=0.025, help="x decrement per step")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "fracture_demo50.json"))
+    ap.add_argument("--runs", default="", help="comma list of run names to do (default: all)")
     ap.add_argument("--resummarise", action="store_true", help="recompute summary fields of --out")
     a = ap.parse_args()
     comm = MPI.COMM_WORLD
@@ -203,6 +204,8 @@ def main() -> None:
         ("control_GcGB_eq_bulk", 0.05, 0.05),
         ("control_uniform_Gc_eq_Geff", g_eff, g_eff),
     ):
+        if a.runs and name not in a.runs.split(","):
+            continue
         log(f"run {name}: Gc_bulk = {bulk * 1e3:g} J/m^2, Gc_GB = {gb * 1e3:g} J/m^2, l = {l:g} µm")
         result["runs"][name] = run(dom, bulk, gb, l, xs, log)
     result["loadavg_end"] = os.getloadavg()
