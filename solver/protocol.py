@@ -75,6 +75,8 @@ class ProtocolRunner:
     on_accept: Callable[[int, int, Trial], None] | None = None
     summaries: list[StepSummary] = field(default_factory=list)
     step_no: int = 0
+    _k: int = 0
+    _loop: dict = field(default_factory=dict)
 
     # -- configuration of one protocol step -----------------------------------------------------
     def _configure(self, step) -> tuple[_Event | None, float | None]:
@@ -100,23 +102,61 @@ class ProtocolRunner:
         raise TypeError(f"unknown protocol step {step!r}")
 
     # -- main loop ------------------------------------------------------------------------------
-    def run(self) -> list[StepSummary]:
-        """Run every step in order; returns the per-step summaries."""
-        for k, step in enumerate(self.steps):
-            self.summaries.append(self.run_step(k, step))
+    def run(self, resume: dict | None = None) -> list[StepSummary]:
+        """Run every step in order; returns the per-step summaries.
+
+        ``resume`` (from :attr:`position` saved in a checkpoint) continues inside protocol step
+        ``resume["k"]`` with its loop state; the stepper must already hold the restored history.
+        """
+        start = 0
+        if resume is not None:
+            start = int(resume["k"])
+            self.step_no = int(resume["step_no"])
+            self.summaries = [StepSummary(**d) for d in resume["summaries"]]
+        loop0 = resume["loop"] if resume is not None else None
+        if loop0 is not None and loop0.get("done"):  # the checkpoint closed protocol step k
+            summ = StepSummary(**loop0["summary"])
+            self._configure(self.steps[start])
+            summ.t_end_s = self.stepper.t
+            summ.voltage_end_V = self.ec.voltage
+            summ.current_end_A = self.ec.current_A()
+            self.summaries.append(summ)
+            start, loop0 = start + 1, None
+        for k in range(start, len(self.steps)):
+            loop = loop0 if k == start else None
+            self.summaries.append(self.run_step(k, self.steps[k], loop))
         return self.summaries
 
-    def run_step(self, k: int, step) -> StepSummary:
+    @property
+    def position(self) -> dict:
+        """JSON-able place in the protocol after the last accepted step (for checkpoints)."""
+        return {
+            "k": self._k,
+            "step_no": self.step_no,
+            "summaries": [
+                {k: v for k, v in s.to_dict().items() if k != "duration_s"} for s in self.summaries
+            ],
+            "loop": dict(self._loop),
+        }
+
+    def run_step(self, k: int, step, loop: dict | None = None) -> StepSummary:
         st = self.stepper
         event, t_max = self._configure(step)
-        summ = StepSummary(k, step.type, st.t)
-        t_end = st.t + t_max if t_max is not None else None
-        st.restart()
-        dt = self.cfg.dt_initial_s
-        g_now = None  # g is only meaningful after the first step in the new mode
-        g_last: tuple[float, float] | None = None  # (t, g) of the previous accepted state
-        bracket: tuple[float, float] | None = None  # (t_hi, g_hi) of a discarded overshoot
-        side = 0
+        if loop is None:
+            summ = StepSummary(k, step.type, st.t)
+            st.restart()
+            dt = self.cfg.dt_initial_s
+            g_now = None  # g is only meaningful after the first step in the new mode
+            g_last: tuple[float, float] | None = None  # (t, g) of the previous accepted state
+            bracket: tuple[float, float] | None = None  # (t_hi, g_hi) of a discarded overshoot
+            side = 0
+        else:  # resume inside this step (restart from a checkpoint)
+            summ = StepSummary(**loop["summary"])
+            dt, g_now, side = loop["dt"], loop["g_now"], loop["side"]
+            g_last = tuple(loop["g_last"]) if loop["g_last"] is not None else None
+            bracket = tuple(loop["bracket"]) if loop["bracket"] is not None else None
+        t_end = summ.t_start_s + t_max if t_max is not None else None
+        self._k = k
         while True:
             if t_end is not None:
                 rem = t_end - st.t
@@ -152,22 +192,35 @@ class ProtocolRunner:
             st.commit(trial)
             self.step_no += 1
             summ.accepted_steps += 1
-            if self.on_accept is not None:
-                self.on_accept(self.step_no, k, trial)
+            done = False
             if g_new is not None:
                 if g_new >= -event.tol:
                     summ.end_reason = event.name
-                    break
-                if g_now is not None:
-                    g_last = (st.t - trial.dt, g_now)
-                g_now = g_new
-                if bracket is not None:
-                    if st.t >= bracket[0]:
-                        bracket = None
-                    elif side == -1:  # Illinois: the same end moved twice, halve g at the other
-                        bracket = (bracket[0], 0.5 * bracket[1])
-                    side = -1
+                    done = True
+                else:
+                    if g_now is not None:
+                        g_last = (st.t - trial.dt, g_now)
+                    g_now = g_new
+                    if bracket is not None:
+                        if st.t >= bracket[0]:
+                            bracket = None
+                        elif side == -1:  # Illinois: the same end moved twice, halve g there
+                            bracket = (bracket[0], 0.5 * bracket[1])
+                        side = -1
             dt = trial.dt_next
+            self._loop = {
+                "dt": dt,
+                "g_now": g_now,
+                "g_last": g_last,
+                "bracket": bracket,
+                "side": side,
+                "summary": {k2: v for k2, v in summ.to_dict().items() if k2 != "duration_s"},
+                "done": done,
+            }
+            if self.on_accept is not None:
+                self.on_accept(self.step_no, k, trial)
+            if done:
+                break
         summ.t_end_s = st.t
         summ.voltage_end_V = self.ec.voltage
         summ.current_end_A = self.ec.current_A()
