@@ -15,6 +15,7 @@ import dolfinx_solver  # noqa: F401  (MPI before dolfinx / petsc4py)
 import numpy as np
 from dolfinx import mesh as dmesh
 from mpi4py import MPI
+from petsc4py import PETSc
 
 from meshing.tags import INTERFACE
 
@@ -118,6 +119,74 @@ def particle_mesh_for_case(rc: ResolvedCase, out_dir: Path, comm: MPI.Comm) -> t
     return msh, ft, {"source": "gmsh sphere (particle only)", "h_um": h}
 
 
+class ReusedLU:
+    """Chord-Newton for (x, V): keep one Jacobian + MUMPS factorisation while dt and mode stay.
+
+    The transport Jacobian is ``M + dt K`` plus the weakly nonlinear Butler-Volmer border; with
+    dt and the CC/CV mode fixed it changes little from step to step, so the Jacobian and its LU
+    are kept (PETSc ``snes_lag_jacobian``/``snes_lag_preconditioner`` -2, persistent) and Newton
+    becomes a chord iteration that still converges to the SNES tolerances (the residual is
+    always exact). A fresh Jacobian and factorisation are made when dt changes by more than
+    ``dt_change`` (relative), when the mode changes, after a failed solve, or when the last
+    solve needed more than ``max_chord_iterations``. Used for ``solver.linear: mumps_lagged``
+    in electrochemistry-only runs (``mumps`` is exact Newton with a fresh LU per iteration).
+    """
+
+    def __init__(
+        self,
+        newton: BlockNewton,
+        ec: Electrochemistry,
+        dt_change: float = 0.05,
+        max_chord_iterations: int = 4,
+    ):
+        self.newton, self.ec = newton, ec
+        self.dt_change, self.max_chord = dt_change, max_chord_iterations
+        opts = PETSc.Options()
+        pre = newton.snes.getOptionsPrefix() or ""
+        for key, val in (
+            ("snes_lag_preconditioner_persists", True),
+            ("snes_lag_jacobian_persists", True),
+        ):
+            opts[pre + key] = val
+        self._opts, self._pre = opts, pre
+        self._key: tuple[float, float] | None = None
+        self._last_its = 0
+        self.refreshes = 0
+
+    def _refresh(self) -> None:
+        for key in ("snes_lag_preconditioner", "snes_lag_jacobian"):
+            self._opts[self._pre + key] = -2  # build at the next iteration, then keep
+        self.newton.snes.setFromOptions()
+        self.refreshes += 1
+
+    def solve(self):
+        dt, g = float(self.ec.dt.value), float(self.ec.g.value)
+        k = self._key
+        fresh = (
+            k is None
+            or g != k[1]
+            or abs(dt / k[0] - 1.0) > self.dt_change
+            or self._last_its > self.max_chord
+        )
+        if fresh:
+            self._refresh()
+            self._key = (dt, g)
+        res = self.newton.solve()
+        self._last_its = res.iterations
+        if not res.converged:
+            self._key = None
+            if not fresh:  # a stale Jacobian may be the cause: retry once with a fresh one
+                self._refresh()
+                self._key = (dt, g)
+                res2 = self.newton.solve()
+                res2.iterations += res.iterations
+                res = res2
+                self._last_its = res.iterations
+                if not res.converged:
+                    self._key = None
+        return res
+
+
 def electrochem_solver(
     ec: Electrochemistry, cfg: SolverConfig, limiters=()
 ) -> tuple[BlockNewton, AdaptiveBDF]:
@@ -125,7 +194,8 @@ def electrochem_solver(
 
     ``solver.linear: staggered`` has nothing to stagger without mechanics and maps to ``mumps``.
     """
-    linear = "mumps" if cfg.linear == "staggered" else cfg.linear
+    linear = "mumps" if cfg.linear in ("staggered", "mumps_lagged") else cfg.linear
+    lagged = cfg.linear == "mumps_lagged"
     newton = BlockNewton(
         ec.residuals(),
         ec.unknowns,
@@ -137,9 +207,12 @@ def electrochem_solver(
         name="ec",
         groups=[[0, 1]],
     )
+    solve = newton.solve
+    if lagged:
+        solve = ReusedLU(newton, ec).solve
     stepper = AdaptiveBDF(
         ec.unknowns,
-        newton.solve,
+        solve,
         ec.set_bdf,
         history={0: (ec.x_n, ec.x_nn)},
         tolerances=[cfg.time_rtol * X_TOL_FACTOR, cfg.time_rtol],
