@@ -50,6 +50,8 @@ class FractureSettings:
 class QuasiStaticFracture:
     """Mechanics + fracture on a :class:`ParticleDomain` for prescribed x fields.
 
+    ``phi_bounds=True`` (staggered only) solves the phi step as a variational inequality
+    phi_n <= phi <= 1 (PETSc vinewtonrsls): strict irreversibility and no P1 overshoot above 1.
     ``bcs_factory(V) -> list[DirichletBC]`` replaces the outer-boundary conditions (e.g. for a bar
     test); ``gamma`` may be given, otherwise it is solved from the GB facets.
     """
@@ -67,6 +69,7 @@ class QuasiStaticFracture:
         tol: float = 1e-4,
         max_iter: int = 300,
         prefix: str = "qs",
+        phi_bounds: bool = False,
     ):
         self.dom, self.model, self.frac = dom, model, frac
         self.tol, self.max_iter, self.scheme = tol, max_iter, scheme
@@ -149,6 +152,15 @@ class QuasiStaticFracture:
             if self.fracture:
                 phi_opts = dict(LU)
                 phi_opts["snes_type"] = "ksponly"
+                if phi_bounds:  # variational inequality phi_n <= phi <= 1 (semismooth Newton)
+                    phi_opts.update(
+                        {
+                            "snes_type": "vinewtonrsls",
+                            "snes_rtol": 1e-10,
+                            "snes_atol": 1e-12,
+                            "snes_max_it": 50,
+                        }
+                    )
                 self.prob_phi = NonlinearProblem(
                     self.F_phi,
                     self.phi,
@@ -156,6 +168,14 @@ class QuasiStaticFracture:
                     petsc_options=phi_opts,
                     petsc_options_prefix=f"{prefix}phi_",
                 )
+                self.phi_bounds = phi_bounds
+                if phi_bounds:
+                    self._phi_lb = fem.Function(self.phi.function_space)
+                    self._phi_ub = fem.Function(self.phi.function_space)
+                    self._phi_ub.x.array[:] = 1.0
+                    self.prob_phi.solver.setVariableBounds(
+                        self._phi_lb.x.petsc_vec, self._phi_ub.x.petsc_vec
+                    )
         self.stats = {"steps": 0, "iterations": 0, "solve_time_s": 0.0, "stalled_accepted": 0}
         self.stall_rtol = 1e-3
         self._fref: float | None = None
@@ -197,6 +217,8 @@ class QuasiStaticFracture:
         """Equilibrate u and phi for the current x (and BC values), then update H."""
         t0 = time.perf_counter()
         self._fref = None  # reference residual: the first Newton residual of this step
+        if self.fracture and getattr(self, "phi_bounds", False):
+            self._phi_lb.x.array[:] = self.phi.x.array  # irreversibility: phi >= phi_n
         comm = self.dom.mesh.comm
         it = 0
         if not self.fracture:
