@@ -196,7 +196,7 @@ def test_cccv_rest_vs_1d_reference(verification):
     i_stop = ec.c_rate_current_A(0.01)
     verification("CV stop: |I - I_stop| / I_stop", abs(s3[1].current_end_A - i_stop) / i_stop, 1e-3)
     verification("rest: |duration - 600 s|", abs(s3[2].duration_s - 600.0), 1e-9)
-    verification("rest: |I|", abs(s3[2].current_end_A), 1e-20)
+    verification("rest: |I| [A] (1e-8 of I_1C)", abs(s3[2].current_end_A), 1e-8 * ec.i_1c_A)
     verification("rest: x_avg drift", max(xa) - min(xa), 1e-10)
     assert s3[0].end_reason == "voltage" and s3[1].end_reason == "current"
     assert stepper.stats.accepted <= 150
