@@ -47,6 +47,7 @@ def main() -> int:
     ap.add_argument("--set", action="append", default=[], help="extra --set overrides")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks/results/electrochem_sphere.json")
     ap.add_argument("--n1d", type=int, default=200)
+    ap.add_argument("--exact", action="store_true", help="exact Newton: fresh LU per iteration")
     args = ap.parse_args()
     comm = MPI.COMM_WORLD
     load0 = os.getloadavg()
@@ -55,7 +56,8 @@ def main() -> int:
     tmp = tempfile.mkdtemp(prefix="ec-bench-") if comm.rank == 0 else None
     tmp = Path(comm.bcast(tmp, root=0))
     t0 = time.perf_counter()
-    rec = ElectrochemRun(rc, tmp, comm, progress=False).run()
+    reuse = False if args.exact else None
+    rec = ElectrochemRun(rc, tmp, comm, progress=False, reuse_lu=reuse).run()
     wall = time.perf_counter() - t0
     if comm.rank != 0:
         return 0
@@ -102,6 +104,7 @@ def main() -> int:
     out = {
         "case": "examples/sphere_electrochem.yaml",
         "overrides": sets,
+        "exact_newton": args.exact,
         "mpi_size": comm.size,
         "loadavg_before": load0,
         "loadavg_after": os.getloadavg(),
