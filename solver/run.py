@@ -104,7 +104,7 @@ def particle_mesh_for_case(rc: ResolvedCase, out_dir: Path, comm: MPI.Comm) -> t
             path = _dom.ensure_bundle(geo, Path(out_dir) / "mesh", comm)
         else:
             raise NotBuiltError("geometry.bundle is required until mesh building lands")
-        d = _dom.load_bundle(path, comm)
+        d = path if hasattr(path, "particle_submesh") else _dom.load_bundle(path, comm)
         ps = d.particle_submesh()
         return ps.mesh, ps.facet_tags, {"source": "bundle", "bundle": str(path)}
     if geo.bundle is not None or geo.particle.source != "sphere":
