@@ -50,12 +50,29 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(f"{args.case}: valid (dry run, nothing solved)")
         return 0
-    if args.restart is not None:
-        raise NotBuiltError("'polycrack run --restart' lands with the coupled-run issue (5).")
-    from .run import run_case  # mechanics: true raises NotBuiltError until issue 5 lands
+    if not rc.case.physics.mechanics:
+        if args.restart is not None:
+            raise InputError("--restart needs a coupled case (physics.mechanics: true)")
+        from .run import run_case
 
-    run_case(rc, args.output)
-    return 0
+        run_case(rc, args.output)
+        return 0
+    from mpi4py import MPI
+
+    from .coupled_run import CoupledRun
+
+    out = (
+        args.restart or args.output or rc.case.output.dir or Path("runs") / (rc.case.name or "run")
+    )
+    rec = CoupledRun(rc, Path(out), MPI.COMM_WORLD, restart=args.restart is not None).run()
+    if MPI.COMM_WORLD.rank == 0:
+        st = rec["steps"]
+        print(
+            f"{rec['status']}: {st['accepted']} steps, {rec['final']['time_s'] / 3600:.3f} h, "
+            f"V = {rec['final']['voltage_V']:.4f} V, wall {rec['wall_time_s']['total_s']:.1f} s; "
+            f"run directory {out}"
+        )
+    return int(rec.get("exit_code", 0))
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:

@@ -29,7 +29,7 @@ from meshing.tags import INTERFACE
 from .config import ResolvedCase
 from .electrochem import Electrochemistry
 from .fracture import fracture_constants
-from .mechanics import MechanicsModel, ParticleDomain, build_blocks
+from .mechanics import MechanicsModel, ParticleDomain, build_blocks, principal_values
 from .nonlinear import BlockNewton, NewtonResult
 from .post import DamageMetrics, principal_stress_field
 
@@ -88,6 +88,7 @@ class CoupledProblem:
         self.stats = {"monolithic_failures": 0, "staggered_solves": 0, "staggered_sweeps": 0}
         self.metrics = DamageMetrics(dom, b.phi, b.gamma) if self.fracture else None
         self._sigma = self.model.particle_stress(b.u, self.ec.x, b.n, b.phi)
+        self._s1 = None  # (function, expression, cells), compiled on first use
         self.phi_committed = b.phi.x.array.copy() if self.fracture else None
 
     # -- solvers --------------------------------------------------------------------------------
@@ -224,8 +225,23 @@ class CoupledProblem:
         return self.blocks.history.update(self.blocks.psi_plus, self.entity_maps)
 
     def sigma1(self) -> fem.Function:
-        """Largest principal stress (GPa) as a DG0 field on the particle."""
-        return principal_stress_field(self.dom, self._sigma)
+        """Largest principal stress (GPa) as a DG0 field on the particle (compiled once)."""
+        if self._s1 is None:
+            f = principal_stress_field(self.dom, self._sigma)  # builds space and values once
+            V = f.function_space
+            s1 = principal_values(self._sigma, delta=1e-12)[0]
+            sm = self.dom.submesh
+            expr = fem.Expression(
+                s1, V.element.interpolation_points, comm=sm.comm, entity_maps=self.entity_maps
+            )
+            imap = sm.topology.index_map(sm.topology.dim)
+            cells = np.arange(imap.size_local + imap.num_ghosts, dtype=np.int32)
+            self._s1 = (f, expr, cells)
+            return f
+        f, expr, cells = self._s1
+        vals = expr.eval(self.dom.submesh, cells)
+        f.x.array[f.function_space.dofmap.list[cells, 0]] = vals.reshape(-1)
+        return f
 
     def observables(self) -> dict:
         """Damage metrics and the maximum principal stress (Pa), collective."""
