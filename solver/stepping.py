@@ -2,7 +2,8 @@
 
 Generic over the fields of a block problem: the caller passes the unknowns, which of them carry
 BDF history (``history``: field index -> (f_n, f_nn) Functions used in the residual), which are
-error-controlled (``tolerances``, absolute, in the field's units) and a ``solve()`` that returns a
+error-controlled (``tolerances``, absolute, in the field's units; a callable is evaluated at
+every step, e.g. to tighten the tolerance in one protocol mode) and a ``solve()`` that returns a
 :class:`solver.nonlinear.NewtonResult`.
 
 Order: the first step after :meth:`AdaptiveBDF.restart` is BDF1 without an error estimate (only
@@ -110,7 +111,7 @@ class AdaptiveBDF:
         set_bdf: Callable[[float, tuple[float, float, float]], None],
         *,
         history: dict[int, tuple[fem.Function, fem.Function]],
-        tolerances: list[float | None],
+        tolerances: list[float | Callable[[], float] | None],
         dt_min: float,
         dt_max: float,
         max_retries: int = 8,
@@ -187,6 +188,7 @@ class AdaptiveBDF:
         for f, yp, tol in zip(self.fields, pred, self.tol, strict=True):
             if tol is None:
                 continue
+            tol = float(tol()) if callable(tol) else float(tol)
             nloc = (
                 f.function_space.dofmap.index_map.size_local * f.function_space.dofmap.index_map_bs
             )

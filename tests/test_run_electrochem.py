@@ -72,14 +72,14 @@ def test_polycrack_run_writes_run_directory(mpi_tmp_path):
 
 
 @pytest.mark.serial
-def test_polycrack_run_mechanics_not_built_and_dry_run(tmp_path, capsys):
-    """physics.mechanics: true exits 2 naming the coupled issue; --dry-run still only validates."""
-    case = _case(tmp_path / "case.yaml", mechanics=True)
-    assert main(["run", str(case), "--dry-run"]) == 0
-    assert main(["run", str(case), "-o", str(tmp_path / "r")]) == 2
-    err = capsys.readouterr().err
-    assert "mechanics" in err and "issue 5" in err
-    assert not (tmp_path / "r" / "timeseries.csv").exists()
+def test_polycrack_run_dry_run_and_restart_needs_coupled(tmp_path, capsys):
+    """--dry-run only validates (no run directory); --restart of an electrochemistry-only case
+    is refused with exit 2 (restart belongs to the coupled run)."""
+    case = _case(tmp_path / "case.yaml")
+    assert main(["run", str(case), "--dry-run", "-o", str(tmp_path / "r")]) == 0
+    assert not (tmp_path / "r").exists()
+    assert main(["run", str(case), "--restart", str(tmp_path / "r")]) == 2
+    assert "restart" in capsys.readouterr().err
 
 
 @pytest.mark.serial
