@@ -105,7 +105,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(Path(args.output))
+    return run_demo(Path(args.output), args.set)
 
 
 def build_parser() -> argparse.ArgumentParser:

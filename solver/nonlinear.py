@@ -248,10 +248,28 @@ class BlockNewton:
     def rebuild_preconditioner(self) -> None:
         """Force a fresh factorisation at the next Newton iteration (lagged LU)."""
         if self.linear == "mumps_lagged":
-            self.snes.setLagPreconditioner(-2)
+            opts = PETSc.Options()
+            key = (self.snes.getOptionsPrefix() or "") + "snes_lag_preconditioner"
+            opts[key] = -2
+            self.snes.setFromOptions()
+            del opts[key]
 
     def solve(self) -> NewtonResult:
-        """Run SNES from the current values of ``u``; ``u`` holds the last iterate afterwards."""
+        """Run SNES from the current values of ``u``; ``u`` holds the last iterate afterwards.
+
+        With ``mumps_lagged`` a failure with a kept (stale) factorisation is retried once at
+        once with a fresh one, so only genuine Newton failures reach the step-size control.
+        """
+        res = self._solve_once()
+        if not res.converged and self.linear == "mumps_lagged" and res.factorisations == 0:
+            retry = self._solve_once()
+            retry.iterations += res.iterations
+            retry.linear_iterations += res.linear_iterations
+            retry.seconds += res.seconds
+            return retry
+        return res
+
+    def _solve_once(self) -> NewtonResult:
         t0 = time.perf_counter()
         lu0 = _lu_count()
         backup = [f.x.array.copy() for f in self.u]
@@ -272,7 +290,6 @@ class BlockNewton:
         if not ok:
             for f, b in zip(self.u, backup, strict=True):
                 f.x.array[:] = b
-            if self.linear == "mumps_lagged":
-                self.rebuild_preconditioner()
+            self.rebuild_preconditioner()
         fact = _lu_count() - lu0
         return NewtonResult(ok, reason, its, lits, time.perf_counter() - t0, fact, msg)

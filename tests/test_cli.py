@@ -80,9 +80,24 @@ def test_unbuilt_command_exits_2(monkeypatch, capsys):
 
 
 def test_demo_runs(tmp_path):
-    r = polycrack("demo", "-o", str(tmp_path / "demo"))
-    assert r.returncode == 0, r.stderr
-    assert (tmp_path / "demo").exists()
+    """A shortened demo (fewer grains, coarse mesh, CC to 3.9 V at 1C) end to end."""
+    pytest.importorskip("solver.domain", reason="the demo needs mesh bundles (meshing issue)")
+    r = polycrack(
+        "demo",
+        "-o",
+        str(tmp_path / "demo"),
+        "--set",
+        "geometry.grains.count=8",
+        "--set",
+        "geometry.mesh.particle_size_um=1.6",
+        "--set",
+        "geometry.mesh.binder_size_um=3.5",
+        "--set",
+        "protocol=[{type: cc, c_rate: 1.0, until_voltage_V: 3.9}]",
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "figures:" in r.stdout and (tmp_path / "demo" / "run" / "timeseries.csv").is_file()
+    assert (tmp_path / "demo" / "run" / "figures" / "voltage.png").is_file()
 
 
 def test_verify_table_format():
