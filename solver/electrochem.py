@@ -171,8 +171,9 @@ class Electrochemistry:
     def residuals(self, x_coupling=None) -> list:
         """UFL residuals ``[F_x, F_V]`` for the unknowns ``[self.x, self.V]``.
 
-        ``x_coupling`` (optional UFL expression) is added to the diffusive flux integrand
-        ``dt * extra * q dx``-style by callers that extend transport; None for pure Fickian.
+        ``x_coupling`` (optional): a callable ``q -> UFL form`` (already integrated, e.g. a
+        stress-assisted flux ``∫ D x(1-x) Ω/RT ∇σ_h·∇q dx`` from the coupled run) that is added
+        to F_x as ``dt * x_coupling(q)``, in the same units as the diffusion term.
         """
         x, V = self.x, self.V
         q = ufl.TestFunction(self.W)
