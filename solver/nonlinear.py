@@ -29,6 +29,7 @@ from mpi4py import MPI
 from petsc4py import PETSc
 
 LINEAR_CHOICES = ("mumps", "mumps_lagged", "fieldsplit")
+LAG_REBUILD_KRYLOV = 12  # lagged LU: refresh once GMRES needs more iterations per Newton step
 PETSc.Log.begin()  # event counts (LU factorisations) for the solver statistics
 
 
@@ -261,12 +262,16 @@ class BlockNewton:
         once with a fresh one, so only genuine Newton failures reach the step-size control.
         """
         res = self._solve_once()
-        if not res.converged and self.linear == "mumps_lagged" and res.factorisations == 0:
+        if self.linear != "mumps_lagged":
+            return res
+        if not res.converged and res.factorisations == 0:
             retry = self._solve_once()
             retry.iterations += res.iterations
             retry.linear_iterations += res.linear_iterations
             retry.seconds += res.seconds
-            return retry
+            res = retry
+        if res.converged and res.linear_iterations > LAG_REBUILD_KRYLOV * max(res.iterations, 1):
+            self.rebuild_preconditioner()  # the kept LU has gone stale: refresh for next time
         return res
 
     def _solve_once(self) -> NewtonResult:
