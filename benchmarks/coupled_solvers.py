@@ -1,0 +1,151 @@
+"""Coupled-run cost per linear-solver option: full (or truncated) C/50 CCCV with fracture.
+
+    python benchmarks/coupled_solvers.py --grains 50 --h 0.8 --solvers mumps mumps_lagged fieldsplit
+    mpirun -n 2 python benchmarks/coupled_solvers.py --grains 50 --h 0.8 --tag np2
+
+Per option: wall time, accepted/rejected steps, Newton and Krylov iterations, LU factorisations,
+peak memory (sum over ranks), final damage fraction. The mesh is a mesh bundle of a sphere with
+Voronoi grains (``--mesh bundle``, meshing issue) or the voxelised-Voronoi test mesh
+(``--mesh voxel``: grain boundaries follow tet faces; for solver timing only). Prints a table and
+writes ``benchmarks/results/coupled_solvers[_TAG].json`` with machine, commit and load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import dolfinx_solver  # noqa: F401
+from mpi4py import MPI
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))
+
+from solver.config import resolve_case  # noqa: E402
+from solver.coupled_run import CoupledRun  # noqa: E402
+from solver.exports import git_commit  # noqa: E402
+from solver.mechanics import ParticleDomain  # noqa: E402
+
+
+def make_domain(kind: str, grains: int, h: float, comm) -> ParticleDomain:
+    if kind == "voxel":
+        from mesh_helpers_mech import voronoi_sphere
+
+        msh, ct, ft, axes = voronoi_sphere(n_grains=grains, h_particle=h, h_binder=2.5, comm=comm)
+        return ParticleDomain.build(msh, ct, ft, axes)
+    from solver.domain import ensure_bundle, load_bundle
+
+    from solver.config import GeometryConfig
+
+    geo = GeometryConfig.model_validate(
+        {
+            "particle": {"source": "sphere", "diameter_um": 14.0},
+            "grains": {"count": grains, "seed": 1},
+            "mesh": {"particle_size_um": h, "binder_size_um": 2.5},
+        }
+    )
+    out = Path(tempfile.gettempdir()) / f"polycrack-bench-mesh-{grains}-{h}"
+    return ParticleDomain.from_domain(load_bundle(ensure_bundle(geo, out, comm), comm))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--grains", type=int, default=50)
+    ap.add_argument("--h", type=float, default=0.8, help="particle mesh size, µm")
+    ap.add_argument("--l", type=float, default=0.8e-6, help="phase-field length, m")
+    ap.add_argument("--mesh", choices=["bundle", "voxel"], default="bundle")
+    ap.add_argument("--solvers", nargs="+", default=["mumps", "mumps_lagged", "fieldsplit"])
+    ap.add_argument("--until", type=float, default=4.5, help="CC cut-off voltage (V)")
+    ap.add_argument("--no-cv", action="store_true", help="skip the CV hold")
+    ap.add_argument("--tag", default="")
+    args = ap.parse_args()
+    comm = MPI.COMM_WORLD
+    load0 = os.getloadavg()
+    dom = make_domain(args.mesh, args.grains, args.h, comm)
+    protocol = [{"type": "cc", "c_rate": 0.02, "until_voltage_V": args.until}]
+    if not args.no_cv:
+        protocol.append({"type": "cv", "voltage_V": args.until, "until_c_rate": 0.01})
+    rows = []
+    for linear in args.solvers:
+        case = {
+            "geometry": {"grains": {"count": args.grains}},
+            "material": {"overrides": {"fracture.l_m": args.l, "fracture.l_gamma_m": args.l}},
+            "protocol": protocol,
+            "solver": {"linear": linear, "dt_max_s": 3600.0},
+            "output": {"fields_at_voltages_V": [], "checkpoint_every_steps": 0},
+        }
+        rc = resolve_case(case, None)
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(comm.bcast(tmp if comm.rank == 0 else None, root=0))
+            t0 = time.perf_counter()
+            rec = CoupledRun(rc, out / "run", comm, dom=dom, verbose=False).run()
+            wall = time.perf_counter() - t0
+            import csv
+
+            damage = None
+            if comm.rank == 0:
+                with open(out / "run" / "timeseries.csv") as fh:
+                    last = list(csv.DictReader(fh))[-1]
+                damage = float(last["damage_fraction"] or 0.0)
+        s = rec["solver"]
+        rows.append(
+            {
+                "solver": linear,
+                "wall_s": wall,
+                "status": rec["status"],
+                "unknowns": rec["mesh"]["unknowns"],
+                "accepted": rec["steps"]["accepted"],
+                "rejected": sum(v for k, v in rec["steps"].items() if k != "accepted"),
+                "newton": s["newton_iterations"],
+                "krylov": s["linear_iterations"],
+                "staggered_solves": s.get("staggered_solves", 0),
+                "peak_memory_mb": rec["peak_memory"],
+                "final_voltage_V": rec["final"]["voltage_V"],
+                "final_damage_fraction": damage,
+                "s_per_newton": wall / max(s["newton_iterations"], 1),
+            }
+        )
+        if comm.rank == 0:
+            r = rows[-1]
+            print(
+                f"{linear:13s} {r['wall_s']:8.1f} s  {r['accepted']:4d} steps ({r['rejected']} rej)  "
+                f"newton {r['newton']:4d}  krylov {r['krylov']:6d}  {r['s_per_newton']:.2f} s/newton  "
+                f"damage {r['final_damage_fraction']}",
+                flush=True,
+            )
+    if comm.rank == 0:
+        res = {
+            "benchmark": "coupled_solvers",
+            "machine": {
+                "node": platform.node(),
+                "cpus": os.cpu_count(),
+                "python": sys.version.split()[0],
+            },
+            "git_commit": git_commit(),
+            "mpi_ranks": comm.size,
+            "loadavg_start": load0,
+            "loadavg_end": os.getloadavg(),
+            "mesh": args.mesh,
+            "grains": args.grains,
+            "h_um": args.h,
+            "l_m": args.l,
+            "protocol": protocol,
+            "rows": rows,
+        }
+        name = "coupled_solvers" + (f"_{args.tag}" if args.tag else "") + ".json"
+        path = REPO / "benchmarks" / "results" / name
+        path.write_text(json.dumps(res, indent=1, default=str))
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
