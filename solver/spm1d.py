@@ -154,12 +154,10 @@ class SPM1D:
                 sign = 1.0 if step.direction == "charge" else -1.0
                 mode, value = "cc", sign * step.c_rate * self.i_1c_A / self.area_m2
                 vs = step.until_voltage_V
-                ev = lambda t, y, vs=vs, s=sign, v=value: (
-                    s
-                    * (  # noqa: E731
-                        self.voltage_galvanostatic(y[-1], v) - vs
-                    )
-                )
+
+                def ev(t, y, vs=vs, s=sign, v=value):
+                    return s * (self.voltage_galvanostatic(y[-1], v) - vs)
+
                 events.append(ev)
                 t_max = step.max_time_s or t_max
             elif isinstance(step, CVStep):
