@@ -36,6 +36,7 @@ __all__ = [
     "run_case",
     "X_TOL_FACTOR",
     "X_TOL_CV",
+    "x_tolerance",
 ]
 
 #: Absolute local-error tolerance on x is ``time_rtol * X_TOL_FACTOR`` (``X_TOL_CV`` in CV
@@ -195,6 +196,19 @@ class ReusedLU:
         return res
 
 
+def x_tolerance(ec: Electrochemistry, cfg: SolverConfig):
+    """Local-error tolerance on x for :class:`AdaptiveBDF` (a callable, read every step).
+
+    ``time_rtol * X_TOL_FACTOR`` in galvanostatic steps (CC, rest), ``time_rtol * X_TOL_CV`` in
+    potentiostatic (CV) steps; the tolerance on V is ``time_rtol`` volts.
+    """
+
+    def tol() -> float:
+        return cfg.time_rtol * (X_TOL_FACTOR if ec.mode == "galvanostatic" else X_TOL_CV)
+
+    return tol
+
+
 def electrochem_solver(
     ec: Electrochemistry, cfg: SolverConfig, limiters=(), reuse_lu: bool | None = None
 ) -> tuple[BlockNewton, AdaptiveBDF]:
@@ -228,10 +242,7 @@ def electrochem_solver(
         solve,
         ec.set_bdf,
         history={0: (ec.x_n, ec.x_nn)},
-        tolerances=[
-            lambda: cfg.time_rtol * (X_TOL_FACTOR if ec.mode == "galvanostatic" else X_TOL_CV),
-            cfg.time_rtol,
-        ],
+        tolerances=[x_tolerance(ec, cfg), cfg.time_rtol],
         dt_min=cfg.dt_min_s,
         dt_max=cfg.dt_max_s,
         max_retries=cfg.max_retries,
