@@ -1,1 +1,9 @@
-"""polycrack meshing: particle geometry + Voronoi grains + binder shell -> tagged tetrahedral mesh."""
+"""polycrack meshing: particle geometry + Voronoi grains + binder shell -> tagged tetrahedral mesh.
+
+``build_bundle(geometry, out_dir)`` writes a mesh bundle (ARCHITECTURE.md section 3.2); the solver
+reads it with ``solver.domain.load_bundle``.
+"""
+
+from .build import build_bundle
+
+__all__ = ["build_bundle"]

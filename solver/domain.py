@@ -1,0 +1,171 @@
+"""Mesh bundle -> distributed DOLFINx mesh with tags, grain table and the particle submesh.
+
+``ensure_bundle`` is the one "build the mesh if it is missing" entry (ARCHITECTURE.md section 1):
+rank 0 meshes with gmsh, the others wait. ``load_bundle`` reads ``mesh.msh`` on rank 0 and
+distributes it with shared-facet ghosting (interior-facet integrals over grain boundaries need
+it), optionally refines it uniformly in parallel (``refine_levels``) carrying cell and facet
+tags over, and reads ``grains.csv`` and ``mesh.json``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import dolfinx_solver  # noqa: F401
+import numpy as np
+from dolfinx import mesh as dmesh
+from dolfinx.io import gmsh as dgmsh
+from mpi4py import MPI
+
+from meshing.tags import BINDER
+
+from .errors import InputError
+
+
+@dataclass
+class ParticleSubmesh:
+    """The particle cells as their own mesh, with the map back to the parent and tags."""
+
+    mesh: dmesh.Mesh
+    entity_map: Any
+    vertex_map: Any
+    cell_tags: dmesh.MeshTags
+    facet_tags: dmesh.MeshTags
+
+
+@dataclass
+class Domain:
+    """A loaded mesh bundle (µm). ``axes[g - 1]`` is the c-axis of grain ``g``."""
+
+    mesh: dmesh.Mesh
+    cell_tags: dmesh.MeshTags
+    facet_tags: dmesh.MeshTags
+    grain_ids: np.ndarray
+    axes: np.ndarray
+    seeds_um: np.ndarray
+    info: dict
+    path: Path
+    center: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    particle_volume_um3: float = 0.0
+
+    @property
+    def particle_radius_um(self) -> float:
+        """Equivalent radius (3V/4π)^(1/3) of the particle."""
+        return (3.0 * self.particle_volume_um3 / (4.0 * np.pi)) ** (1.0 / 3.0)
+
+    @cached_property
+    def _submesh(self) -> ParticleSubmesh:
+        tdim = self.mesh.topology.dim
+        self.mesh.topology.create_connectivity(tdim - 1, tdim)
+        cells = self.cell_tags.indices[self.cell_tags.values != BINDER].astype(np.int32)
+        sm, emap, vmap, _ = dmesh.create_submesh(self.mesh, tdim, cells)
+        sm.topology.create_connectivity(tdim - 1, tdim)
+        sct = dmesh.transfer_meshtags_to_submesh(self.cell_tags, sm, vmap, emap)
+        sft = dmesh.transfer_meshtags_to_submesh(self.facet_tags, sm, vmap, emap)
+        return ParticleSubmesh(
+            sm,
+            emap,
+            vmap,
+            sct[0] if isinstance(sct, tuple) else sct,
+            sft[0] if isinstance(sft, tuple) else sft,
+        )
+
+    def particle_submesh(self) -> ParticleSubmesh:
+        """The particle submesh (built once)."""
+        return self._submesh
+
+
+def bundle_is_complete(path: Path) -> bool:
+    """All files of a bundle are present."""
+    p = Path(path)
+    return all((p / f).is_file() for f in ("mesh.msh", "grains.csv", "mesh.json"))
+
+
+def ensure_bundle(geometry, out_dir: Path, comm: MPI.Comm = MPI.COMM_WORLD) -> Path:
+    """The bundle for ``geometry`` in ``out_dir``, built on rank 0 if it is missing (collective)."""
+    out = Path(out_dir)
+    err = None
+    if comm.rank == 0:
+        try:
+            if bundle_is_complete(out):
+                same = json.loads((out / "mesh.json").read_text()).get("settings")
+                if same != geometry.model_dump(mode="json"):
+                    raise InputError(
+                        f"{out}: holds a mesh bundle for other geometry settings; "
+                        "remove it or choose another output directory"
+                    )
+            else:
+                from meshing import build_bundle
+
+                build_bundle(geometry, out)
+        except InputError as exc:
+            err = str(exc)
+    err = comm.bcast(err, root=0)
+    if err:
+        raise InputError(err)
+    return out
+
+
+def _read_grains(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    ids = np.array([int(r["grain_id"]) for r in rows], dtype=np.int32)
+    axes = np.array([[float(r[f"axis_{c}"]) for c in "xyz"] for r in rows])
+    seeds = np.array([[float(r[f"seed_{c}_um"]) for c in "xyz"] for r in rows])
+    return ids, axes, seeds
+
+
+def load_bundle(
+    path: Path, comm: MPI.Comm = MPI.COMM_WORLD, refine_levels: int | None = None
+) -> Domain:
+    """Read a bundle on rank 0 and distribute it (collective); see the module docstring."""
+    path = Path(path)
+    if not bundle_is_complete(path):
+        raise InputError(f"{path}: not a mesh bundle (needs mesh.msh, grains.csv, mesh.json)")
+    info = json.loads((path / "mesh.json").read_text())
+    part = dmesh.create_cell_partitioner(dmesh.GhostMode.shared_facet, 2)
+    data = dgmsh.read_from_msh(path / "mesh.msh", comm, rank=0, gdim=3, partitioner=part)
+    msh, ct, ft = data.mesh, data.cell_tags, data.facet_tags
+    levels = (
+        refine_levels
+        if refine_levels is not None
+        else int(info.get("settings", {}).get("mesh", {}).get("refine_levels", 0))
+    )
+    for _ in range(levels):
+        msh, ct, ft = _refine(msh, ct, ft)
+    ids, axes, seeds = _read_grains(path / "grains.csv")
+    dom = Domain(msh, ct, ft, ids, axes, seeds, info, path)
+    import ufl
+    from dolfinx import fem
+
+    sub = dom.particle_submesh()
+    one = fem.form(fem.Constant(sub.mesh, 1.0) * ufl.dx(domain=sub.mesh))
+    vol = comm.allreduce(fem.assemble_scalar(one), op=MPI.SUM)
+    X = ufl.SpatialCoordinate(sub.mesh)
+    c = [
+        comm.allreduce(fem.assemble_scalar(fem.form(X[i] * ufl.dx(domain=sub.mesh))), op=MPI.SUM)
+        / vol
+        for i in range(3)
+    ]
+    dom.particle_volume_um3 = vol
+    dom.center = np.array(c)
+    return dom
+
+
+def _refine(msh, ct, ft):
+    """One uniform refinement with cell and facet tags carried over, redistributed with shared-facet ghosts."""
+    tdim = msh.topology.dim
+    msh.topology.create_entities(tdim - 1)
+    msh.topology.create_connectivity(tdim - 1, tdim)
+    fine, parent_cell, parent_facet = dmesh.refine(
+        msh, partitioner=None, option=dmesh.RefinementOption.parent_cell_and_facet
+    )
+    fine.topology.create_entities(tdim - 1)
+    ct2 = dmesh.transfer_meshtag(ct, fine, parent_cell)
+    ft2 = dmesh.transfer_meshtag(ft, fine, parent_cell, parent_facet)
+    return fine, ct2, ft2
