@@ -1,6 +1,8 @@
 """``polycrack run`` for electrochemistry-only cases (``physics.mechanics: false``).
 
-Builds (or loads) the particle mesh, the :class:`~solver.electrochem.Electrochemistry` block, one
+Builds or loads the mesh bundle (``solver.domain.ensure_bundle``/``load_bundle``; a particle-only
+gmsh ball when the bundle API is unavailable) and uses its particle submesh, then the
+:class:`~solver.electrochem.Electrochemistry` block, one
 monolithic :class:`~solver.nonlinear.BlockNewton` for (x, V), the adaptive BDF stepper and the
 protocol runner, and writes the run directory of ARCHITECTURE.md section 3.4 through
 :mod:`solver.exports` (rank 0 only, one flushed row per accepted step).
