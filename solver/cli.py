@@ -28,6 +28,17 @@ def _not_built(name: str, issue: str) -> Callable[[argparse.Namespace], int]:
     return cmd
 
 
+def _cmd_mesh(args: argparse.Namespace) -> int:
+    from meshing import build_bundle
+
+    from .config import load_case
+
+    rc = load_case(args.case, args.set)
+    out = args.output or Path("runs") / (rc.case.name or Path(args.case).stem) / "mesh"
+    build_bundle(rc.case.geometry, Path(out))
+    return 0
+
+
 def _cmd_check(args: argparse.Namespace) -> int:
     from .config import load_case
     from .summary import material_summary
@@ -134,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("mesh", help="build the mesh bundle of a case")
     case_args(sp)
     sp.add_argument("-o", "--output", type=Path, help="bundle directory")
-    sp.set_defaults(func=_not_built("mesh", "meshing issue"))
+    sp.set_defaults(func=_cmd_mesh)
 
     sp = sub.add_parser("run", help="run a case (also under mpirun -n N)")
     case_args(sp)
@@ -173,6 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("demo", help="run the built-in default case end to end")
     sp.add_argument(
         "-o", "--output", default="demo_out", help="output directory (default demo_out)"
+    )
+    sp.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override the demo case"
     )
     sp.set_defaults(func=_cmd_demo)
     return p

@@ -218,7 +218,7 @@ class CoupledRun:
         }
         self._log(
             f"polycrack: {record['mesh']['cells']} cells, {record['mesh']['unknowns']} unknowns "
-            f"on {comm.size} rank(s), solver {cp.linear}\n  {record['fracture_summary']}"
+            f"on {comm.size} rank(s), solver {cp.linear}"
         )
         resume, meta = None, {}
         if self.restart:
