@@ -375,8 +375,12 @@ class CoupledRun:
         figs = self.out / "figures"
         title = f"{voltage:.3f} V"
         if cp.fracture:
-            midplane_png(cp.blocks.phi, figs / f"phi_{tag}.png", title=f"φ at {title}", clim=(0, 1))
-        midplane_png(s1, figs / f"sigma1_{tag}.png", title=f"σ1 (GPa) at {title}", cmap="coolwarm")
+            midplane_png(
+                cp.blocks.phi, figs / f"phi_{tag}.png", title=f"phi at {title}", clim=(0, 1)
+            )
+        midplane_png(
+            s1, figs / f"sigma1_{tag}.png", title=f"sigma1 (GPa) at {title}", cmap="coolwarm"
+        )
 
 
 def _truncate_rows(path: Path, last_step: int) -> None:

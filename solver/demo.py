@@ -58,7 +58,7 @@ def run_demo(out: Path, sets: list[str] | None = None) -> int:
     from mpi4py import MPI
 
     from .coupled_run import CoupledRun
-    from .plots import plot_run
+    from .plots import plot_run, summary_figure
 
     comm = MPI.COMM_WORLD
     rc = load_case(demo_case_path(), sets)
@@ -68,6 +68,8 @@ def run_demo(out: Path, sets: list[str] | None = None) -> int:
     rec = CoupledRun(rc, out / "run", comm).run()
     if comm.rank == 0:
         paths = plot_run(out / "run", out / "run" / "figures")
+        render = out / "run" / "figures" / "phi_4.50V.png"
+        paths.append(summary_figure(out / "run", out / "demo.png", render))
         st = rec["steps"]
         print(
             f"demo {rec['status']}: {st['accepted']} steps in {rec['wall_time_s']['total_s']:.0f} s "

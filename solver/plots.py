@@ -117,3 +117,27 @@ def plot_run(run_dir: Path, out: Path | None = None) -> list[Path]:
             plt.close(fig)
             paths.append(p)
     return paths
+
+
+def summary_figure(run_dir: Path, out: Path, render: Path | None = None) -> Path:
+    """One PNG: voltage vs capacity, damaged fraction vs voltage and (if given) a φ render."""
+    run_dir = Path(run_dir)
+    ts = read_table(run_dir / "timeseries.csv")
+    plt = _mpl()
+    ncol = 3 if render is not None and Path(render).is_file() else 2
+    fig, axs = plt.subplots(1, ncol, figsize=(5 * ncol, 4), constrained_layout=True)
+    axs[0].plot(ts["capacity_mAh_g"], ts["voltage_V"], "k-")
+    axs[0].set(xlabel="capacity (mA h/g)", ylabel="voltage (V vs Li/Li+)", title="C/50 CCCV charge")
+    axs[1].plot(ts["voltage_V"], 100 * ts["damage_fraction"], "C3-")
+    axs[1].set(xlabel="voltage (V)", ylabel="damaged volume (%), φ ≥ 0.95", title="damage")
+    if ncol == 3:
+        import matplotlib.image as mpimg
+
+        axs[2].imshow(mpimg.imread(render))
+        axs[2].set_axis_off()
+        axs[2].set_title("φ on the mid-plane at 4.5 V")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
