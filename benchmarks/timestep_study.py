@@ -1,0 +1,125 @@
+"""Time-step study of the demo: solver.dt_max_s halved twice, damaged-fraction curves compared.
+
+    python benchmarks/timestep_study.py [--dt 3600 1800 900] [--set KEY=VALUE ...]
+
+Runs the demo case (examples/demo.yaml; mesh built once) with each dt_max, interpolates the
+damaged fraction onto a common voltage grid (CC part) and reports the largest difference to the
+finest run, relative to the final damaged fraction of the finest run. Also compares the voltage
+curve with an electrochemistry-only run on the same mesh (mechanics barely changes V at C/50).
+Writes benchmarks/results/timestep_study.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import dolfinx_solver  # noqa: F401
+import numpy as np
+from mpi4py import MPI
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from solver.config import load_case  # noqa: E402
+from solver.coupled_run import CoupledRun  # noqa: E402
+from solver.domain import ensure_bundle, load_bundle  # noqa: E402
+from solver.exports import git_commit  # noqa: E402
+from solver.mechanics import ParticleDomain  # noqa: E402
+from solver.plots import read_table  # noqa: E402
+from solver.run import ElectrochemRun  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--dt", type=float, nargs="+", default=[3600.0, 1800.0, 900.0])
+    ap.add_argument("--set", action="append", default=[])
+    args = ap.parse_args()
+    comm = MPI.COMM_WORLD
+    load0 = os.getloadavg()
+    work = Path(comm.bcast(tempfile.mkdtemp(prefix="polycrack-dt-") if comm.rank == 0 else None))
+    rc0 = load_case(REPO / "examples" / "demo.yaml", args.set)
+    bundle = ensure_bundle(rc0.case.geometry, work / "mesh", comm)
+    dom = ParticleDomain.from_domain(load_bundle(bundle, comm))
+    runs = {}
+    for dt in args.dt:
+        rc = load_case(REPO / "examples" / "demo.yaml", [*args.set, f"solver.dt_max_s={dt}"])
+        t0 = time.perf_counter()
+        rec = CoupledRun(rc, work / f"dt{dt:g}", comm, dom=dom, verbose=False).run()
+        runs[dt] = {
+            "wall_s": time.perf_counter() - t0,
+            "steps": rec["steps"],
+            "dir": work / f"dt{dt:g}",
+        }
+        if comm.rank == 0:
+            print(
+                f"dt_max {dt:7.0f} s: {rec['steps']['accepted']} steps, {runs[dt]['wall_s']:.0f} s",
+                flush=True,
+            )
+    rc = load_case(
+        REPO / "examples" / "demo.yaml",
+        [
+            *args.set,
+            "physics.mechanics=false",
+            "physics.fracture=false",
+            f"geometry.bundle={bundle}",
+        ],
+    )
+    ElectrochemRun(rc, work / "ec", comm, progress=False).run()
+    if comm.rank != 0:
+        return
+    grid = np.linspace(3.7, 4.49, 80)
+
+    def cc(ts):
+        m = ts["protocol_step"] == 0
+        return {k: v[m] for k, v in ts.items()}
+
+    curves = {}
+    for dt, r in runs.items():
+        ts = cc(read_table(r["dir"] / "timeseries.csv"))
+        curves[dt] = (np.interp(grid, ts["voltage_V"], ts["damage_fraction"]), ts)
+    fine = min(args.dt)
+    ref = curves[fine][0]
+    scale = max(float(ref[-1]), 1e-12)
+    rows = []
+    for dt, (c, _ts) in curves.items():
+        rows.append(
+            {
+                "dt_max_s": dt,
+                "accepted_steps": runs[dt]["steps"]["accepted"],
+                "wall_s": runs[dt]["wall_s"],
+                "final_damage_fraction": float(c[-1]),
+                "max_abs_diff_to_finest": float(np.max(np.abs(c - ref))),
+                "max_diff_rel_to_final_damage": float(np.max(np.abs(c - ref)) / scale),
+            }
+        )
+        print(rows[-1])
+    ec = cc(read_table(work / "ec" / "timeseries.csv"))
+    ts = curves[fine][1]
+    dv = np.abs(ts["voltage_V"] - np.interp(ts["time_s"], ec["time_s"], ec["voltage_V"]))
+    res = {
+        "benchmark": "timestep_study",
+        "machine": {"node": platform.node(), "cpus": os.cpu_count()},
+        "git_commit": git_commit(),
+        "mpi_ranks": comm.size,
+        "loadavg_start": load0,
+        "loadavg_end": os.getloadavg(),
+        "overrides": args.set,
+        "rows": rows,
+        "voltage_vs_electrochem_only_max_mV": float(1e3 * dv.max()),
+    }
+    out = REPO / "benchmarks" / "results" / "timestep_study.json"
+    out.write_text(json.dumps(res, indent=1))
+    print(f"voltage vs electrochemistry-only: max {1e3 * dv.max():.3f} mV; wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
