@@ -200,6 +200,12 @@ class CoupledProblem:
                 self.staggered_left = FALLBACK_STEPS - 1
         return res
 
+    def close(self) -> None:
+        """Destroy every solver's PETSc objects collectively (see BlockNewton.close)."""
+        for n in [self.newton, *(self._staggered or ())]:
+            if n is not None:
+                n.close()
+
     # -- step control and updates ---------------------------------------------------------------
     def dphi_limiter(self, max_dphi: float):
         """Stepper limiter: reject a step whose max |φ - φ_committed| exceeds ``max_dphi``."""

@@ -10,6 +10,7 @@ from the checkpoint and reproduces the uninterrupted run.
 
 from __future__ import annotations
 
+import gc
 import signal
 import time
 from pathlib import Path
@@ -28,9 +29,9 @@ from .fracture import fracture_summary
 from .mechanics import ParticleDomain
 from .post import RADIAL_SHELLS
 from .protocol import ProtocolRunner
+from .run import x_tolerance
 from .stepping import AdaptiveBDF
 
-X_TOL_FACTOR = 10.0  # error tolerance on x is time_rtol x this (x is O(1), V in volts)
 RADIAL_COLUMNS = ("step", "time_s", "voltage_V") + tuple(
     f"shell_{a:.2f}_{b:.2f}" for a, b in zip(RADIAL_SHELLS[:-1], RADIAL_SHELLS[1:], strict=True)
 )
@@ -164,6 +165,7 @@ class CoupledRun:
     def run(self) -> dict:
         comm, rc = self.comm, self.rc
         t_all = time.perf_counter()
+        gc.collect()  # collective point: garbage of earlier runs (PETSc objects) goes now
         if comm.rank == 0:
             self.out.mkdir(parents=True, exist_ok=True)
         comm.barrier()
@@ -188,7 +190,8 @@ class CoupledRun:
         cfg = rc.case.solver
         cp = CoupledProblem(dom, rc)
         ec = cp.ec
-        tols = [cfg.time_rtol * X_TOL_FACTOR, cfg.time_rtol] + [None] * (len(cp.fields) - 2)
+        # same local-error control of (x, V) as the electrochemistry-only run; u and phi follow
+        tols = [x_tolerance(ec, cfg), cfg.time_rtol] + [None] * (len(cp.fields) - 2)
         st = AdaptiveBDF(
             cp.fields,
             cp.solve,
@@ -312,6 +315,7 @@ class CoupledRun:
         except SolverFailure as exc:
             status, message, code = "failed", str(exc), 1
         finally:
+            cp.close()
             writer.close()
             radial.close()
             self.phases["solve_s"] = time.perf_counter() - t0

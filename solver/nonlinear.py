@@ -246,6 +246,18 @@ class BlockNewton:
         pc.setFromOptions()
         self.snes.getKSP().setFromOptions()
 
+    def close(self) -> None:
+        """Destroy the PETSc objects now, on every rank together.
+
+        PETSc destruction is collective; left to Python's garbage collector it can happen at
+        different moments on different ranks (reference cycles) and deadlock a later solve.
+        """
+        p = self.problem
+        for name in ("_snes", "_A", "_b", "_x", "_P_mat"):
+            obj = getattr(p, name, None)
+            if obj is not None:
+                obj.destroy()
+
     def rebuild_preconditioner(self) -> None:
         """Force a fresh factorisation at the next Newton iteration (lagged LU)."""
         if self.linear == "mumps_lagged":
