@@ -29,7 +29,7 @@ from .fracture import fracture_summary
 from .mechanics import ParticleDomain
 from .post import RADIAL_SHELLS
 from .protocol import ProtocolRunner
-from .run import x_tolerance
+from .run import timeseries_row, x_tolerance
 from .stepping import AdaptiveBDF
 
 RADIAL_COLUMNS = ("step", "time_s", "voltage_V") + tuple(
@@ -205,7 +205,6 @@ class CoupledRun:
             limiters=[cp.dphi_limiter(cfg.max_dphi_per_step)],
         )
         lattice = mat.LatticeStrains.from_params(rc.params, rc.lattice_table_path)
-        ecp = rc.params.electrochemistry
         ndofs = {
             n: f.function_space.dofmap.index_map.size_global * f.function_space.dofmap.index_map_bs
             for n, f in zip(FIELD_NAMES, cp.fields, strict=False)
@@ -246,31 +245,16 @@ class CoupledRun:
             cp.after_accept()
             obs = cp.observables()
             s = ec.state()
-            xa = s.x_avg
-            writer.append(
+            row = timeseries_row(step_no, k, trial, st.t, s, ec, lattice, rc)
+            row.update(
                 {
-                    "step": step_no,
-                    "time_s": st.t,
-                    "dt_s": trial.dt,
-                    "voltage_V": s.voltage_V,
-                    "current_A": s.current_A,
-                    "capacity_mAh_g": float(mat.capacity_mAh_g(ec.x0, xa, ecp.molar_mass_g_mol)),
-                    "x_avg": xa,
-                    "x_surf_min": s.x_surf_min,
-                    "x_surf_max": s.x_surf_max,
-                    "eps_a": float(lattice.eps_a(xa)),
-                    "eps_c": float(lattice.eps_c(xa)),
                     "damage_fraction": obs.get("damage_fraction", 0.0),
                     "damage_gb_share": obs.get("damage_gb_share"),
                     "phi_max": obs.get("phi_max", 0.0),
                     "sigma1_max_Pa": obs["sigma1_max_Pa"],
-                    "newton_iterations": trial.newton_iterations,
-                    "protocol_step": k,
-                    "step_type": rc.case.protocol[k].type,
-                    "bdf_order": trial.order,
-                    "error_estimate": trial.error,
                 }
             )
+            writer.append(row)
             shells = obs.get("radial_damage_fraction", [0.0] * (len(RADIAL_SHELLS) - 1))
             radial.append(
                 {"step": step_no, "time_s": st.t, "voltage_V": s.voltage_V}

@@ -198,6 +198,35 @@ class ReusedLU:
         return res
 
 
+def timeseries_row(step_no: int, k: int, trial, t: float, s, ec, lattice, rc) -> dict:
+    """The electrochemical columns of one timeseries.csv row (ARCHITECTURE.md section 3.4).
+
+    ``s`` is ``ec.state()`` after the accepted step at time ``t`` (s); the coupled run adds the
+    mechanical columns to this dictionary.
+    """
+    xa = s.x_avg
+    return {
+        "step": step_no,
+        "time_s": t,
+        "dt_s": trial.dt,
+        "voltage_V": s.voltage_V,
+        "current_A": s.current_A,
+        "capacity_mAh_g": float(
+            mat.capacity_mAh_g(ec.x0, xa, rc.params.electrochemistry.molar_mass_g_mol)
+        ),
+        "x_avg": xa,
+        "x_surf_min": s.x_surf_min,
+        "x_surf_max": s.x_surf_max,
+        "eps_a": float(lattice.eps_a(xa)),
+        "eps_c": float(lattice.eps_c(xa)),
+        "newton_iterations": trial.newton_iterations,
+        "protocol_step": k,
+        "step_type": rc.case.protocol[k].type,
+        "bdf_order": trial.order,
+        "error_estimate": trial.error,
+    }
+
+
 def x_tolerance(ec: Electrochemistry, cfg: SolverConfig):
     """Local-error tolerance on x for :class:`AdaptiveBDF` (a callable, read every step).
 
@@ -390,28 +419,8 @@ class ElectrochemRun:
 
         def on_accept(step_no, k, trial):
             s = ec.state()
-            xa = s.x_avg
-            writer.append(
-                {
-                    "step": step_no,
-                    "time_s": stepper.t,
-                    "dt_s": trial.dt,
-                    "voltage_V": s.voltage_V,
-                    "current_A": s.current_A,
-                    "capacity_mAh_g": float(mat.capacity_mAh_g(ec.x0, xa, ecp.molar_mass_g_mol)),
-                    "x_avg": xa,
-                    "x_surf_min": s.x_surf_min,
-                    "x_surf_max": s.x_surf_max,
-                    "eps_a": float(lattice.eps_a(xa)),
-                    "eps_c": float(lattice.eps_c(xa)),
-                    "newton_iterations": trial.newton_iterations,
-                    "protocol_step": k,
-                    "step_type": rc.case.protocol[k].type,
-                    "bdf_order": trial.order,
-                    "error_estimate": trial.error,
-                }
-            )
-            bar.update(step_no, k, stepper.t, s.voltage_V, s.current_A, xa)
+            writer.append(timeseries_row(step_no, k, trial, stepper.t, s, ec, lattice, rc))
+            bar.update(step_no, k, stepper.t, s.voltage_V, s.current_A, s.x_avg)
 
         runner = ProtocolRunner(ec, stepper, rc.case.protocol, rc.case.solver, on_accept)
         t0 = time.perf_counter()
