@@ -65,6 +65,7 @@ def main() -> None:
                 "gb_area_um2": info["gb_area_um2"],
                 "timings_s": info["timings_s"],
                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "loadavg": os.getloadavg(),
             }
             rows.append(row)
             print(
@@ -75,6 +76,7 @@ def main() -> None:
             )
     res = {
         "benchmark": "mesh_scaling",
+        "note": "peak_rss_mb is the process maximum so far (cumulative over rows)",
         "machine": {
             "node": platform.node(),
             "cpus": os.cpu_count(),

@@ -5,7 +5,8 @@
   with noise and blur, segmented exactly as a scan would be (Otsu threshold, largest connected
   component, hole filling), then rays from the centroid give the surface radius and a real
   spherical-harmonic fit (``lmax``) smooths it;
-- CT volumes (.npy, TIFF stack, .raw) take the same segmentation path with a given voxel size.
+- CT volumes (.npy, TIFF stack, .raw) take the same segmentation path with a given voxel size;
+- closed surface files (STL/PLY/OBJ, coordinates in µm): meshing/surface.py.
 
 A ray that crosses the segmented surface more than once means the particle is not star-shaped;
 that is reported as an error naming the fraction of such rays.
@@ -201,7 +202,11 @@ def particle_shape(particle, lmax: int = 12) -> RadialShape:
     if particle.source == "ct":
         vol = load_ct(particle.file, particle.raw_shape, particle.raw_dtype)
         return fit_radial(segment(vol, str(particle.file)), particle.voxel_size_um, lmax)
+    if particle.source == "surface":
+        from .surface import surface_shape
+
+        return surface_shape(particle.file, lmax)
     raise InputError(
-        f"geometry.particle.source: {particle.source!r} is not supported by this mesher yet "
-        "(sphere, synthetic, ct)"
+        f"geometry.particle.source: {particle.source!r} is not supported "
+        "(sphere, synthetic, ct, surface)"
     )

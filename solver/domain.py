@@ -138,6 +138,7 @@ def load_bundle(
     )
     for _ in range(levels):
         msh, ct, ft = _refine(msh, ct, ft)
+        _push_to_surfaces(msh, ft, info)
     ids, axes, seeds = _read_grains(path / "grains.csv")
     dom = Domain(msh, ct, ft, ids, axes, seeds, info, path)
     import ufl
@@ -158,14 +159,57 @@ def load_bundle(
 
 
 def _refine(msh, ct, ft):
-    """One uniform refinement with cell and facet tags carried over, redistributed with shared-facet ghosts."""
+    """One uniform refinement with cell and facet tags carried over.
+
+    DOLFINx's default (identity) partitioner keeps refined cells on the parent's rank and rebuilds
+    the shared-facet ghost layer, so interior-facet integrals stay correct.
+    """
     tdim = msh.topology.dim
+    msh.topology.create_entities(1)
     msh.topology.create_entities(tdim - 1)
     msh.topology.create_connectivity(tdim - 1, tdim)
     fine, parent_cell, parent_facet = dmesh.refine(
-        msh, partitioner=None, option=dmesh.RefinementOption.parent_cell_and_facet
+        msh, option=dmesh.RefinementOption.parent_cell_and_facet
     )
     fine.topology.create_entities(tdim - 1)
     ct2 = dmesh.transfer_meshtag(ct, fine, parent_cell)
     ft2 = dmesh.transfer_meshtag(ft, fine, parent_cell, parent_facet)
     return fine, ct2, ft2
+
+
+def _push_to_surfaces(msh, ft, info: dict) -> None:
+    """Move vertices of INTERFACE facets onto r(d) and of OUTER facets onto the binder sphere.
+
+    New vertices of uniform refinement sit on chords (inside the curved surface by about
+    h^2 / 8R); the particle shape r(d) is the spherical-harmonic series stored in ``mesh.json``.
+    The flags are made consistent across ranks (reverse + forward scatter), and the new position
+    depends only on the old one, so owned and ghost copies move identically.
+    """
+    from dolfinx import fem, la
+
+    from meshing.shape import RadialShape
+    from meshing.tags import INTERFACE, OUTER
+
+    ps = info.get("particle_shape", {})
+    if "radial_coefficients" not in ps:
+        return
+    shape = RadialShape(np.asarray(ps["radial_coefficients"]), int(ps["lmax"]))
+    Rb = float(ps["binder_outer_radius_um"])
+    msh.topology.create_connectivity(msh.topology.dim - 1, msh.topology.dim)
+    V = fem.functionspace(msh, ("Lagrange", 1))
+    node2dof = np.empty(msh.geometry.x.shape[0], dtype=np.int64)
+    node2dof[msh.geometry.dofmap.ravel()] = V.dofmap.list.ravel()
+    x = msh.geometry.x
+    for tag in (INTERFACE, OUTER):
+        flag = fem.Function(V)
+        dofs = fem.locate_dofs_topological(V, msh.topology.dim - 1, ft.find(tag))
+        flag.x.array[dofs] = 1.0
+        flag.x.scatter_reverse(la.InsertMode.add)
+        flag.x.scatter_forward()
+        nodes = np.flatnonzero(flag.x.array[node2dof] > 0)
+        if len(nodes) == 0:
+            continue
+        p = x[nodes]
+        d = np.linalg.norm(p, axis=1)
+        r = shape.radius(p / d[:, None]) if tag == INTERFACE else np.full(len(p), Rb)
+        x[nodes] = p * (r / d)[:, None]
