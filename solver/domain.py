@@ -128,17 +128,21 @@ def load_bundle(
     if not bundle_is_complete(path):
         raise InputError(f"{path}: not a mesh bundle (needs mesh.msh, grains.csv, mesh.json)")
     info = json.loads((path / "mesh.json").read_text())
-    part = dmesh.create_cell_partitioner(dmesh.GhostMode.shared_facet, 2)
-    data = dgmsh.read_from_msh(path / "mesh.msh", comm, rank=0, gdim=3, partitioner=part)
-    msh, ct, ft = data.mesh, data.cell_tags, data.facet_tags
     levels = (
         refine_levels
         if refine_levels is not None
         else int(info.get("settings", {}).get("mesh", {}).get("refine_levels", 0))
     )
+    # transfer_meshtag does not support ghosted meshes: refine unghosted, then redistribute
+    ghosts = dmesh.GhostMode.none if levels > 0 else dmesh.GhostMode.shared_facet
+    part = dmesh.create_cell_partitioner(ghosts, 2)
+    data = dgmsh.read_from_msh(path / "mesh.msh", comm, rank=0, gdim=3, partitioner=part)
+    msh, ct, ft = data.mesh, data.cell_tags, data.facet_tags
     for _ in range(levels):
         msh, ct, ft = _refine(msh, ct, ft)
         _push_to_surfaces(msh, ft, info)
+    if levels > 0:
+        msh, ct, ft = _reghost(msh, ct, ft)
     ids, axes, seeds = _read_grains(path / "grains.csv")
     dom = Domain(msh, ct, ft, ids, axes, seeds, info, path)
     import ufl
@@ -161,15 +165,15 @@ def load_bundle(
 def _refine(msh, ct, ft):
     """One uniform refinement with cell and facet tags carried over.
 
-    DOLFINx's default (identity) partitioner keeps refined cells on the parent's rank and rebuilds
-    the shared-facet ghost layer, so interior-facet integrals stay correct.
+    The mesh must be unghosted (``transfer_meshtag`` refuses ghosted meshes); ``_reghost``
+    redistributes with shared-facet ghosts afterwards.
     """
     tdim = msh.topology.dim
     msh.topology.create_entities(1)
     msh.topology.create_entities(tdim - 1)
     msh.topology.create_connectivity(tdim - 1, tdim)
     fine, parent_cell, parent_facet = dmesh.refine(
-        msh, option=dmesh.RefinementOption.parent_cell_and_facet
+        msh, partitioner=None, option=dmesh.RefinementOption.parent_cell_and_facet
     )
     fine.topology.create_entities(tdim - 1)
     ct2 = dmesh.transfer_meshtag(ct, fine, parent_cell)
@@ -213,3 +217,33 @@ def _push_to_surfaces(msh, ft, info: dict) -> None:
         d = np.linalg.norm(p, axis=1)
         r = shape.radius(p / d[:, None]) if tag == INTERFACE else np.full(len(p), Rb)
         x[nodes] = p * (r / d)[:, None]
+
+
+def _reghost(msh, ct, ft):
+    """Redistribute with shared-facet ghosts through an XDMF round trip (comm-shared tmp dir)."""
+    import shutil
+    import tempfile
+
+    from dolfinx.io import XDMFFile
+
+    comm = msh.comm
+    tmp = tempfile.mkdtemp(prefix="polycrack_reghost_") if comm.rank == 0 else None
+    tmp = Path(comm.bcast(tmp, root=0))
+    f = tmp / "refined.xdmf"
+    tdim = msh.topology.dim
+    msh.topology.create_connectivity(tdim - 1, tdim)
+    ct.name, ft.name = "cell_tags", "facet_tags"
+    with XDMFFile(comm, str(f), "w") as xf:
+        xf.write_mesh(msh)
+        xf.write_meshtags(ct, msh.geometry)
+        xf.write_meshtags(ft, msh.geometry)
+    with XDMFFile(comm, str(f), "r") as xf:
+        m2 = xf.read_mesh(ghost_mode=dmesh.GhostMode.shared_facet, name="mesh")
+        m2.topology.create_entities(tdim - 1)
+        m2.topology.create_connectivity(tdim - 1, tdim)
+        ct2 = xf.read_meshtags(m2, name="cell_tags")
+        ft2 = xf.read_meshtags(m2, name="facet_tags")
+    comm.barrier()
+    if comm.rank == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return m2, ct2, ft2
