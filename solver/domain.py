@@ -202,7 +202,7 @@ def _push_to_surfaces(msh, ft, info: dict) -> None:
     msh.topology.create_connectivity(msh.topology.dim - 1, msh.topology.dim)
     V = fem.functionspace(msh, ("Lagrange", 1))
     node2dof = np.empty(msh.geometry.x.shape[0], dtype=np.int64)
-    node2dof[msh.geometry.dofmap.ravel()] = V.dofmap.list.ravel()
+    node2dof[msh.geometry.dofmaps[0].ravel()] = V.dofmap.list.ravel()
     x = msh.geometry.x
     for tag in (INTERFACE, OUTER):
         flag = fem.Function(V)
