@@ -24,12 +24,12 @@ from . import materials as mat
 from .config import ResolvedCase
 from .coupled import CoupledProblem
 from .errors import InputError, SolverFailure
-from .exports import TimeSeriesWriter, git_commit, peak_memory_mb, versions, write_json_atomic
+from .exports import TimeSeriesWriter, git_commit, versions, write_json_atomic
 from .fracture import fracture_summary
 from .mechanics import ParticleDomain
 from .post import RADIAL_SHELLS
 from .protocol import ProtocolRunner
-from .run import timeseries_row, x_tolerance
+from .run import run_record_tail, timeseries_row, x_tolerance
 from .stepping import AdaptiveBDF
 
 RADIAL_COLUMNS = ("step", "time_s", "voltage_V") + tuple(
@@ -311,13 +311,6 @@ class CoupledRun:
                     "message": message,
                     "error": message if status == "failed" else "",
                     "wall_time_s": dict(self.phases),
-                    "steps": {
-                        "accepted": s.accepted,
-                        "rejected_error": s.rejected_error,
-                        "rejected_newton": s.rejected_newton,
-                        "rejected_event": s.rejected_event,
-                        "rejected_limiter": s.rejected_limiter,
-                    },
                     "solver": {
                         "linear": cp.linear,
                         "newton_iterations": s.newton_iterations,
@@ -325,10 +318,7 @@ class CoupledRun:
                         "solve_seconds": s.solve_seconds,
                         **cp.stats,
                     },
-                    "protocol": [x.to_dict() for x in runner.summaries],
-                    "final": {"time_s": st.t, "voltage_V": ec.voltage},
-                    "peak_memory": peak_memory_mb(comm),
-                    "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    **run_record_tail(s, runner, st.t, ec.voltage, comm),
                 }
             )
             write_json_atomic(self.out / "run.json", record, comm)

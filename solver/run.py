@@ -227,6 +227,17 @@ def timeseries_row(step_no: int, k: int, trial, t: float, s, ec, lattice, rc) ->
     }
 
 
+def run_record_tail(st, runner, t: float, voltage: float, comm: MPI.Comm) -> dict:
+    """The run.json entries every run ends with: step counts, protocol summaries, final state,
+    peak memory and finish time (``st`` is the stepper's :class:`StepStats`)."""
+    return {
+        "protocol": [s.to_dict() for s in runner.summaries],
+        "final": {"time_s": t, "voltage_V": voltage},
+        "peak_memory": peak_memory_mb(comm),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
 def x_tolerance(ec: Electrochemistry, cfg: SolverConfig):
     """Local-error tolerance on x for :class:`AdaptiveBDF` (a callable, read every step).
 
@@ -457,10 +468,7 @@ class ElectrochemRun:
                         "linear_iterations": st.linear_iterations,
                         "solve_seconds": st.solve_seconds,
                     },
-                    "protocol": [s.to_dict() for s in runner.summaries],
-                    "final": {"time_s": stepper.t, "voltage_V": ec.voltage},
-                    "peak_memory": peak_memory_mb(comm),
-                    "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    **run_record_tail(st, runner, stepper.t, ec.voltage, comm),
                 }
             )
             write_json_atomic(self.out_dir / "run.json", record, comm)
@@ -468,7 +476,8 @@ class ElectrochemRun:
 
 
 def run_case(rc: ResolvedCase, out_dir: Path | None, comm: MPI.Comm = MPI.COMM_WORLD) -> dict:
-    """``polycrack run``: electrochemistry-only cases; coupled cases are not built yet."""
+    """``polycrack run`` of an electrochemistry-only case (the CLI sends coupled cases to
+    :class:`solver.coupled_run.CoupledRun`)."""
     if rc.case.physics.mechanics:
         raise NotBuiltError(
             "'polycrack run' with physics.mechanics: true needs the coupled chemo-mechanical run "
