@@ -231,6 +231,13 @@ def run_record_tail(st, runner, t: float, voltage: float, comm: MPI.Comm) -> dic
     """The run.json entries every run ends with: step counts, protocol summaries, final state,
     peak memory and finish time (``st`` is the stepper's :class:`StepStats`)."""
     return {
+        "steps": {
+            "accepted": st.accepted,
+            "rejected_error": st.rejected_error,
+            "rejected_newton": st.rejected_newton,
+            "rejected_event": st.rejected_event,
+            "rejected_limiter": st.rejected_limiter,
+        },
         "protocol": [s.to_dict() for s in runner.summaries],
         "final": {"time_s": t, "voltage_V": voltage},
         "peak_memory": peak_memory_mb(comm),
@@ -452,13 +459,6 @@ class ElectrochemRun:
                     "status": status,
                     "message": message,
                     "wall_time_s": dict(self.phases),
-                    "steps": {
-                        "accepted": st.accepted,
-                        "rejected_error": st.rejected_error,
-                        "rejected_newton": st.rejected_newton,
-                        "rejected_event": st.rejected_event,
-                        "rejected_limiter": st.rejected_limiter,
-                    },
                     "solver": {
                         "linear": newton.linear,
                         "lu_reuse": isinstance(reuse, ReusedLU),
