@@ -1,17 +1,16 @@
 """The ``polycrack`` command (ARCHITECTURE.md section 3.1).
 
-Exit codes: 0 success, 2 bad input (or a command not built yet), 1 numerical failure.
+Exit codes: 0 success, 2 bad input, 1 numerical failure.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from . import __version__
-from .errors import InputError, NotBuiltError, SolverFailure
+from .errors import InputError, SolverFailure
 
 EXAMPLES = """examples:
   polycrack run examples/sphere_electrochem.yaml -o runs/sphere
@@ -19,13 +18,6 @@ EXAMPLES = """examples:
   mpirun -n 4 polycrack run case.yaml -o runs/case
   polycrack check case.yaml            # validate and print the resolved case
 """
-
-
-def _not_built(name: str, issue: str) -> Callable[[argparse.Namespace], int]:
-    def cmd(args: argparse.Namespace) -> int:
-        raise NotBuiltError(f"'polycrack {name}' is not built yet ({issue}).")
-
-    return cmd
 
 
 def _cmd_mesh(args: argparse.Namespace) -> int:

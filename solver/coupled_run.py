@@ -71,12 +71,8 @@ class _Signals:
 
 def domain_for_case(rc: ResolvedCase, out_dir: Path, comm: MPI.Comm) -> ParticleDomain:
     """The case's mesh bundle (built on rank 0 if missing) as a ParticleDomain."""
-    try:
-        from . import domain as _dom
-    except ImportError:
-        raise InputError(
-            "coupled runs need mesh bundles (solver/domain.py, meshing issue), not available"
-        ) from None
+    from . import domain as _dom
+
     geo = rc.case.geometry
     path = geo.bundle if geo.bundle is not None else _dom.ensure_bundle(geo, out_dir / "mesh", comm)
     return ParticleDomain.from_domain(_dom.load_bundle(path, comm))

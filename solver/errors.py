@@ -5,9 +5,5 @@ class InputError(Exception):
     """Bad user input (case file, parameter set, override, mesh bundle): exit code 2."""
 
 
-class NotBuiltError(InputError):
-    """A command or option that exists in the interface but is not implemented yet: exit code 2."""
-
-
 class SolverFailure(Exception):
     """A numerical failure that survived every retry: exit code 1."""

@@ -1,7 +1,7 @@
 """``polycrack run`` for electrochemistry-only cases (``physics.mechanics: false``).
 
-Builds or loads the mesh bundle (``solver.domain.ensure_bundle``/``load_bundle``; a particle-only
-gmsh ball when the bundle API is unavailable) and uses its particle submesh, then the
+Builds or loads the mesh bundle (``solver.domain.ensure_bundle``/``load_bundle``) and uses its
+particle submesh, then the
 :class:`~solver.electrochem.Electrochemistry` block, one
 monolithic :class:`~solver.nonlinear.BlockNewton` for (x, V), the adaptive BDF stepper and the
 protocol runner, and writes the run directory of ARCHITECTURE.md section 3.4 through
@@ -15,7 +15,6 @@ from pathlib import Path
 
 import dolfinx_solver  # noqa: F401  (MPI before dolfinx / petsc4py)
 import numpy as np
-from dolfinx import mesh as dmesh
 from mpi4py import MPI
 from petsc4py import PETSc
 
@@ -24,14 +23,13 @@ from meshing.tags import INTERFACE
 from . import materials as mat
 from .config import CCStep, CVStep, ResolvedCase, SolverConfig
 from .electrochem import Electrochemistry
-from .errors import NotBuiltError, SolverFailure
+from .errors import InputError, SolverFailure
 from .exports import TimeSeriesWriter, git_commit, peak_memory_mb, versions, write_json_atomic
 from .nonlinear import BlockNewton
 from .protocol import ProtocolRunner
 from .stepping import AdaptiveBDF
 
 __all__ = [
-    "sphere_particle_mesh",
     "particle_mesh_for_case",
     "electrochem_solver",
     "ElectrochemRun",
@@ -48,82 +46,15 @@ X_TOL_FACTOR = 1.0
 X_TOL_CV = 0.001
 
 
-def sphere_particle_mesh(
-    radius_um: float,
-    h_um: float,
-    comm: MPI.Comm = MPI.COMM_WORLD,
-    h_surface_um: float | None = None,
-):
-    """A ball of radius ``radius_um`` (µm) meshed by gmsh on rank 0 and distributed.
-
-    Cell tag 1 (one grain), surface facets tagged INTERFACE. ``h_surface_um`` (default ``h_um``)
-    grades the element size towards the surface. Returns ``(mesh, cell_tags, facet_tags)``.
-    """
-    import gmsh
-    from dolfinx.io import gmsh as gio
-
-    if not gmsh.isInitialized():
-        gmsh.initialize(["-noenv"])
-    gmsh.option.setNumber("General.Terminal", 0)
-    gmsh.model.add("sphere_particle")
-    if comm.rank == 0:
-        s = gmsh.model.occ.addSphere(0, 0, 0, radius_um)
-        gmsh.model.occ.synchronize()
-        gmsh.model.addPhysicalGroup(3, [s], 1)
-        surf = [t for _, t in gmsh.model.getBoundary([(3, s)], oriented=False)]
-        gmsh.model.addPhysicalGroup(2, surf, INTERFACE)
-        hs = h_um if h_surface_um is None else h_surface_um
-
-        def size(dim, tag, x, y, z, lc):
-            r = float(np.sqrt(x * x + y * y + z * z))
-            return hs + (h_um - hs) * max(0.0, 1.0 - r / radius_um) * 2.0 if hs < h_um else h_um
-
-        gmsh.model.mesh.setSizeCallback(size)
-        gmsh.option.setNumber("Mesh.MeshSizeExtendFromBoundary", 0)
-        gmsh.option.setNumber("Mesh.MeshSizeFromPoints", 0)
-        gmsh.option.setNumber("Mesh.MeshSizeFromCurvature", 0)
-        gmsh.option.setNumber("Mesh.Algorithm3D", 10)
-        gmsh.option.setNumber("Mesh.RandomSeed", 1)
-        gmsh.model.mesh.generate(3)
-    part = dmesh.create_cell_partitioner(dmesh.GhostMode.shared_facet, 2)
-    data = gio.model_to_mesh(gmsh.model, comm, 0, gdim=3, partitioner=part)
-    gmsh.model.remove()
-    return data.mesh, data.cell_tags, data.facet_tags
-
-
 def particle_mesh_for_case(rc: ResolvedCase, out_dir: Path, comm: MPI.Comm) -> tuple:
-    """(particle mesh, facet tags, mesh info) for a case.
+    """(particle mesh, facet tags, mesh info) of a case: the particle submesh of its mesh bundle
+    (``geometry.bundle``, or built into ``out_dir/mesh`` on rank 0 when missing)."""
+    from . import domain as _dom
 
-    Uses the mesh bundle API of the meshing issue (``solver.domain.ensure_bundle`` /
-    ``load_bundle`` and the particle submesh) when it is available; otherwise, for
-    ``particle.source: sphere``, a gmsh ball built here (particle only: electrochemistry needs
-    no binder).
-    """
     geo = rc.case.geometry
-    try:
-        from . import domain as _dom  # lands with the meshing issue
-    except ImportError:
-        _dom = None
-    if _dom is not None and hasattr(_dom, "load_bundle"):
-        if geo.bundle is not None:
-            path = geo.bundle
-        elif hasattr(_dom, "ensure_bundle"):
-            path = _dom.ensure_bundle(geo, Path(out_dir) / "mesh", comm)
-        else:
-            raise NotBuiltError("geometry.bundle is required until mesh building lands")
-        d = path if hasattr(path, "particle_submesh") else _dom.load_bundle(path, comm)
-        ps = d.particle_submesh()
-        return ps.mesh, ps.facet_tags, {"source": "bundle", "bundle": str(path)}
-    if geo.bundle is not None or geo.particle.source != "sphere":
-        raise NotBuiltError(
-            "mesh bundles (and non-sphere particles) need the meshing issue; "
-            "use geometry.particle.source: sphere for an electrochemistry-only run"
-        )
-    h = geo.mesh.particle_size_um
-    if geo.mesh.refine_levels:
-        h = h / 2**geo.mesh.refine_levels
-    msh, _, ft = sphere_particle_mesh(geo.particle.diameter_um / 2.0, h, comm)
-    return msh, ft, {"source": "gmsh sphere (particle only)", "h_um": h}
+    path = geo.bundle if geo.bundle is not None else _dom.ensure_bundle(geo, out_dir / "mesh", comm)
+    ps = _dom.load_bundle(path, comm).particle_submesh()
+    return ps.mesh, ps.facet_tags, {"source": "bundle", "bundle": str(path)}
 
 
 class ReusedLU:
@@ -479,10 +410,9 @@ def run_case(rc: ResolvedCase, out_dir: Path | None, comm: MPI.Comm = MPI.COMM_W
     """``polycrack run`` of an electrochemistry-only case (the CLI sends coupled cases to
     :class:`solver.coupled_run.CoupledRun`)."""
     if rc.case.physics.mechanics:
-        raise NotBuiltError(
-            "'polycrack run' with physics.mechanics: true needs the coupled chemo-mechanical run "
-            "(issue 5), which is not built yet; set physics: {mechanics: false, fracture: false} "
-            "for an electrochemistry-only run"
+        raise InputError(
+            "run_case runs electrochemistry-only cases (physics.mechanics: false); coupled cases "
+            "go to solver.coupled_run.CoupledRun (polycrack run does this)"
         )
     if out_dir is None:
         out_dir = rc.case.output.dir or Path("runs") / (rc.case.name or "run")

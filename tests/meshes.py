@@ -7,11 +7,56 @@ sees on the particle submesh of a bundle.
 from __future__ import annotations
 
 import dolfinx_solver  # noqa: F401
+import numpy as np
+from dolfinx import mesh as dmesh
 from mpi4py import MPI
 
-from solver.run import sphere_particle_mesh
+from meshing.tags import INTERFACE
 
 _CACHE: dict = {}
+
+
+def sphere_particle_mesh(
+    radius_um: float,
+    h_um: float,
+    comm: MPI.Comm = MPI.COMM_WORLD,
+    h_surface_um: float | None = None,
+):
+    """A ball of radius ``radius_um`` (µm) meshed by gmsh on rank 0 and distributed.
+
+    Cell tag 1 (one grain), surface facets tagged INTERFACE. ``h_surface_um`` (default ``h_um``)
+    grades the element size towards the surface. Returns ``(mesh, cell_tags, facet_tags)``.
+    """
+    import gmsh
+    from dolfinx.io import gmsh as gio
+
+    if not gmsh.isInitialized():
+        gmsh.initialize(["-noenv"])
+    gmsh.option.setNumber("General.Terminal", 0)
+    gmsh.model.add("sphere_particle")
+    if comm.rank == 0:
+        s = gmsh.model.occ.addSphere(0, 0, 0, radius_um)
+        gmsh.model.occ.synchronize()
+        gmsh.model.addPhysicalGroup(3, [s], 1)
+        surf = [t for _, t in gmsh.model.getBoundary([(3, s)], oriented=False)]
+        gmsh.model.addPhysicalGroup(2, surf, INTERFACE)
+        hs = h_um if h_surface_um is None else h_surface_um
+
+        def size(dim, tag, x, y, z, lc):
+            r = float(np.sqrt(x * x + y * y + z * z))
+            return hs + (h_um - hs) * max(0.0, 1.0 - r / radius_um) * 2.0 if hs < h_um else h_um
+
+        gmsh.model.mesh.setSizeCallback(size)
+        gmsh.option.setNumber("Mesh.MeshSizeExtendFromBoundary", 0)
+        gmsh.option.setNumber("Mesh.MeshSizeFromPoints", 0)
+        gmsh.option.setNumber("Mesh.MeshSizeFromCurvature", 0)
+        gmsh.option.setNumber("Mesh.Algorithm3D", 10)
+        gmsh.option.setNumber("Mesh.RandomSeed", 1)
+        gmsh.model.mesh.generate(3)
+    part = dmesh.create_cell_partitioner(dmesh.GhostMode.shared_facet, 2)
+    data = gio.model_to_mesh(gmsh.model, comm, 0, gdim=3, partitioner=part)
+    gmsh.model.remove()
+    return data.mesh, data.cell_tags, data.facet_tags
 
 
 def particle_sphere(radius_um: float, h_um: float, comm: MPI.Comm = MPI.COMM_WORLD):

@@ -62,26 +62,8 @@ def test_check_prints_summary():
     assert "valid" in r.stdout and "AT2 strength" in r.stdout
 
 
-def test_unbuilt_command_exits_2(monkeypatch, capsys):
-    from solver import cli
-
-    real = cli.build_parser
-
-    def parser_with_unbuilt():
-        p = real()
-        sub = next(a for a in p._actions if a.dest == "command")
-        sp = sub.add_parser("future", help="not yet")
-        sp.set_defaults(func=cli._not_built("future", "a later issue"))
-        return p
-
-    monkeypatch.setattr(cli, "build_parser", parser_with_unbuilt)
-    assert cli.main(["future"]) == 2
-    assert "'polycrack future' is not built yet (a later issue)" in capsys.readouterr().err
-
-
 def test_demo_runs(tmp_path):
     """A shortened demo (fewer grains, coarse mesh, CC to 3.9 V at 1C) end to end."""
-    pytest.importorskip("solver.domain", reason="the demo needs mesh bundles (meshing issue)")
     r = polycrack(
         "demo",
         "-o",
