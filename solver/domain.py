@@ -120,6 +120,25 @@ def _read_grains(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return ids, axes, seeds
 
 
+def _read_msh_quietly(msh_path: Path, comm: MPI.Comm, partitioner):
+    """``dolfinx.io.gmsh.read_from_msh`` on rank 0 without gmsh's progress output."""
+    import gmsh
+
+    own = comm.rank == 0 and not gmsh.isInitialized()
+    if comm.rank == 0:
+        if own:
+            gmsh.initialize(["-noenv"])
+        gmsh.option.setNumber("General.Terminal", 0)
+        gmsh.model.add("bundle")
+        gmsh.merge(str(msh_path))
+    data = dgmsh.model_to_mesh(gmsh.model, comm, 0, gdim=3, partitioner=partitioner)
+    if comm.rank == 0:
+        gmsh.model.remove()
+        if own:
+            gmsh.finalize()
+    return data
+
+
 def load_bundle(
     path: Path, comm: MPI.Comm = MPI.COMM_WORLD, refine_levels: int | None = None
 ) -> Domain:
@@ -136,7 +155,7 @@ def load_bundle(
     # transfer_meshtag does not support ghosted meshes: refine unghosted, then redistribute
     ghosts = dmesh.GhostMode.none if levels > 0 else dmesh.GhostMode.shared_facet
     part = dmesh.create_cell_partitioner(ghosts, 2)
-    data = dgmsh.read_from_msh(path / "mesh.msh", comm, rank=0, gdim=3, partitioner=part)
+    data = _read_msh_quietly(path / "mesh.msh", comm, part)
     msh, ct, ft = data.mesh, data.cell_tags, data.facet_tags
     for _ in range(levels):
         msh, ct, ft = _refine(msh, ct, ft)
