@@ -16,7 +16,15 @@ from . import units
 from .fracture import gb_indicator
 from .mechanics import ParticleDomain, principal_values
 
-__all__ = ["DamageMetrics", "RADIAL_SHELLS", "average_tensor", "principal_stress_field"]
+__all__ = [
+    "DamageMetrics",
+    "RADIAL_SHELLS",
+    "average_tensor",
+    "cell_radius_and_volume",
+    "gb_cell_mask",
+    "principal_stress_field",
+    "radial_cell_stats",
+]
 
 RADIAL_SHELLS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
@@ -140,3 +148,67 @@ class DamageMetrics:
 def sigma1_max_Pa(dom: ParticleDomain, sigma) -> float:
     """Global max of the cellwise sigma1 in Pa."""
     return units.STRESS_PA * field_max(principal_stress_field(dom, sigma))
+
+
+def cell_radius_and_volume(dom: ParticleDomain) -> tuple[np.ndarray, np.ndarray]:
+    """(r/R_p of the cell midpoints, cell volumes in µm^3) of the owned particle-submesh cells."""
+    sm = dom.submesh
+    V0 = fem.functionspace(sm, ("DG", 0))
+    vol = fem.assemble_vector(fem.form(ufl.TestFunction(V0) * ufl.dx(domain=sm)))
+    n = sm.topology.index_map(sm.topology.dim).size_local
+    cells = np.arange(n, dtype=np.int32)
+    from dolfinx.mesh import compute_midpoints
+
+    mid = compute_midpoints(sm, sm.topology.dim, cells)
+    c = np.asarray(dom.center, dtype=float)[: mid.shape[1]]
+    r = np.linalg.norm(mid - c, axis=1) / dom.radius_um
+    return r, np.asarray(vol.array[V0.dofmap.list[cells, 0]])
+
+
+def gb_cell_mask(dom: ParticleDomain, gamma: fem.Function, h_threshold: float = 0.5) -> np.ndarray:
+    """Owned particle cells whose midpoint has h = (1 - gamma)^2 >= h_threshold (on a GB)."""
+    sm = dom.submesh
+    V0 = fem.functionspace(sm, ("DG", 0))
+    hf = fem.Function(V0)
+    hf.interpolate(fem.Expression(gb_indicator(gamma), V0.element.interpolation_points))
+    n = sm.topology.index_map(sm.topology.dim).size_local
+    return hf.x.array[V0.dofmap.list[np.arange(n), 0]] >= h_threshold
+
+
+def radial_cell_stats(
+    values: np.ndarray,
+    r: np.ndarray,
+    vol: np.ndarray,
+    comm: MPI.Comm,
+    mask: np.ndarray | None = None,
+    shells: tuple[float, ...] = RADIAL_SHELLS,
+    thresholds: tuple[float, ...] = (),
+) -> list[dict]:
+    """Per radial shell r/R_p in ``shells`` (last shell open-ended): volume-weighted mean, max,
+    99th percentile of cellwise ``values`` (owned cells; e.g. sigma1 in GPa) and the volume
+    fraction of the shell with value >= each of ``thresholds``. ``mask`` restricts the cells (e.g.
+    grain-boundary cells); the data are gathered on every rank (fine for post-processing sizes).
+    """
+    m = np.ones(len(values), bool) if mask is None else np.asarray(mask, bool)
+    parts = comm.allgather((values[m], r[m], vol[m]))
+    v = np.concatenate([p[0] for p in parts])
+    rr = np.concatenate([p[1] for p in parts])
+    w = np.concatenate([p[2] for p in parts])
+    out = []
+    for k in range(len(shells) - 1):
+        lo, hi = shells[k], shells[k + 1]
+        sel = (rr >= lo) & ((rr < hi) if k < len(shells) - 2 else True)
+        row = {"shell": [lo, hi], "volume_um3": float(w[sel].sum()), "cells": int(sel.sum())}
+        if sel.any():
+            vs, ws = v[sel], w[sel]
+            order = np.argsort(vs)
+            cw = np.cumsum(ws[order]) / ws.sum()
+            row.update(
+                mean=float(np.dot(vs, ws) / ws.sum()),
+                max=float(vs.max()),
+                p99=float(vs[order][np.searchsorted(cw, 0.99)]),
+            )
+            for t in thresholds:
+                row[f"fraction_ge_{t:g}"] = float(ws[vs >= t].sum() / ws.sum())
+        out.append(row)
+    return out

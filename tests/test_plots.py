@@ -56,3 +56,15 @@ def test_plot_cli_and_errors(tmp_path, capsys):
     (tmp_path / "bad" / "timeseries.csv").write_text("step,foo\n1,2\n")
     with pytest.raises(InputError, match="missing column 'time_s'"):
         plot_run(tmp_path / "bad")
+
+
+def test_fig5_panels_and_landmarks(tmp_path):
+    """solver/fig5: onset = first row with phi_max >= 0.95; panels a-d written."""
+    from solver.fig5 import fig5_panels, landmarks
+
+    d = _run_dir(tmp_path)
+    lm = landmarks(d)
+    assert lm["onset"]["step"] == 10 and lm["onset"]["phi_max"] >= 0.95
+    assert lm["end"]["step"] == 19 and lm["at_voltage"]["4.00"]["voltage_V"] >= 4.0 - 1e-3
+    paths = fig5_panels(d, tmp_path / "f5")
+    assert sorted(paths) == ["a", "b", "c", "d"]

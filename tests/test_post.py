@@ -52,3 +52,20 @@ def test_sigma1_of_uniform_stress(cube):
     S = 0.5 * (a + a.T)
     s1 = principal_stress_field(dom, fem.Constant(dom.submesh, S) * 1.0)
     assert abs(field_max(s1) - np.linalg.eigvalsh(S).max()) < 1e-9
+
+
+def test_radial_cell_stats_and_cell_volumes(cube):
+    """Cell volumes sum to the cube volume; shell stats of a value equal to r/R_p: mean inside the
+    shell bounds, max <= upper bound, threshold fraction 0 or 1 on either side."""
+    from solver.post import cell_radius_and_volume, radial_cell_stats
+
+    comm = cube.submesh.comm
+    r, vol = cell_radius_and_volume(cube)
+    assert abs(comm.allreduce(vol.sum()) - 1.0) < 1e-12
+    st = radial_cell_stats(r.copy(), r, vol, comm, thresholds=(0.5,))
+    assert abs(sum(s["volume_um3"] for s in st) - 1.0) < 1e-12
+    for s in st[:-1]:
+        if s["cells"]:
+            lo, hi = s["shell"]
+            assert lo <= s["mean"] < hi and s["max"] < hi and lo <= s["p99"] <= s["max"]
+            assert s["fraction_ge_0.5"] == (1.0 if lo >= 0.5 else 0.0)
