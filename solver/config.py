@@ -243,7 +243,9 @@ class PhysicsConfig(_Strict):
 class SolverConfig(_Strict):
     """Nonlinear/linear solver and adaptive time stepping."""
 
-    linear: Literal["mumps", "mumps_lagged", "fieldsplit", "staggered"] = "mumps"
+    #: ``auto``: ``mumps`` up to solver.coupled.AUTO_MUMPS_MAX_UNKNOWNS unknowns, else
+    #: ``fieldsplit`` (README, "Solver options"; benchmarks/results/coupled_solvers_*.json)
+    linear: Literal["auto", "mumps", "mumps_lagged", "fieldsplit", "staggered"] = "auto"
     dt_initial_s: Positive = 10.0
     dt_min_s: Positive = 1e-3
     dt_max_s: Positive = 3600.0

@@ -198,10 +198,11 @@ def electrochem_solver(
     Jacobian; by default (``reuse_lu=None``) both keep the Jacobian and its factorisation while
     dt and the mode stay the same (:class:`ReusedLU`, chord Newton to the same SNES
     tolerances; 2-3x faster on 2 ranks). ``reuse_lu=False`` gives exact Newton with a fresh LU
-    per iteration. ``staggered`` has nothing to stagger without mechanics and maps to ``mumps``;
+    per iteration. ``auto`` is ``mumps`` here (the (x, V) block alone is small);
+    ``staggered`` has nothing to stagger without mechanics and maps to ``mumps``;
     ``fieldsplit`` puts (x, V) in one exact-LU split (no gain without mechanics).
     """
-    linear = "mumps" if cfg.linear in ("staggered", "mumps_lagged") else cfg.linear
+    linear = "mumps" if cfg.linear in ("auto", "staggered", "mumps_lagged") else cfg.linear
     lagged = linear == "mumps" if reuse_lu is None else (reuse_lu and linear == "mumps")
     newton = BlockNewton(
         ec.residuals(),

@@ -96,3 +96,18 @@ def test_ranks_agree(mpi_tmp_path):
     assert len(a["step"]) == len(b["step"])
     assert _max_rel(a, b, "voltage_V") <= 1e-6
     assert float(np.max(np.abs(a["damage_fraction"] - b["damage_fraction"]))) <= 1e-3
+
+
+def test_auto_linear_picks_lu_for_small_and_fieldsplit_for_large_problems():
+    from solver.coupled import AUTO_MUMPS_MAX_UNKNOWNS, CoupledProblem, auto_linear
+
+    assert auto_linear(22_000) == "mumps"  # the demo
+    assert auto_linear(163_000) == "fieldsplit"  # 400 grains at h = 0.4 µm
+    assert auto_linear(AUTO_MUMPS_MAX_UNKNOWNS) == "mumps"
+    assert auto_linear(AUTO_MUMPS_MAX_UNKNOWNS + 1) == "fieldsplit"
+    rc = resolve_case({**CASE, "solver": {"linear": "auto"}}, None)
+    cp = CoupledProblem(_domain(MPI.COMM_SELF), rc)
+    try:
+        assert cp.linear == "mumps" and 0 < cp.unknowns <= AUTO_MUMPS_MAX_UNKNOWNS
+    finally:
+        cp.close()
