@@ -39,13 +39,13 @@ import time
 from pathlib import Path
 
 import dolfinx_solver  # noqa: F401
+import numpy as np
 from mpi4py import MPI
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path.insert(0, str(ROOT))
 
-from scipy.optimize import brentq  # noqa: E402
 
 from solver import config  # noqa: E402
 from solver import materials as mat  # noqa: E402
@@ -67,13 +67,13 @@ def load_domain(case: Path, mesh_dir: Path, comm) -> ParticleDomain:
     return ParticleDomain.from_domain(_dom.load_bundle(path, comm))
 
 
-def voltages(v_max: float) -> list[float]:
-    """Load steps in V along the OCP: coarse below 3.7 V, 0.02 V above."""
-    vs = [3.6, 3.7]
-    v = 3.72
+def voltages(v_max: float, dv: float = 0.02) -> list[float]:
+    """Load steps in V along the OCP: 3.6 V, then every ``dv`` from 3.7 V to ``v_max``."""
+    vs = [3.6]
+    v = 3.7
     while v <= v_max + 1e-9:
         vs.append(round(v, 3))
-        v += 0.02
+        v += dv
     return vs
 
 
@@ -84,6 +84,7 @@ def sweep(
     stop_at_onset: bool,
     tag: str,
     log=print,
+    dv: float = 0.02,
 ) -> dict:
     """One quasi-static load sweep with the reduced case's parameters plus ``sets``."""
     rc = config.load_case(CASE, sets)
@@ -96,7 +97,7 @@ def sweep(
     x0 = p.electrochemistry.x0
     rows, onset = [], None
     t0 = time.perf_counter()
-    for V in voltages(v_max):
+    for V in voltages(v_max, dv):
         x = float(mat.x_at_voltage(V))
         qs.set_x(x)
         r = qs.solve_step()
@@ -145,36 +146,86 @@ def sweep(
     return out
 
 
-def strength_update(res: dict, gc_bulk: float, l_m: float, lg_m: float, lat, x0: float) -> float:
-    """Gc_GB whose sigma_eff moves the sweep's onset to V_TARGET (module docstring)."""
-    de0 = float(lat.delta_eps(x0))
-    d_t = float(lat.delta_eps(mat.x_at_voltage(V_TARGET))) - de0
-    d_on = float(lat.delta_eps(mat.x_at_voltage(res["onset_V"]))) - de0
-    g_old = res["fracture"]["G_eff_GB_J_m2"]
-    g_new = g_old * (d_t / d_on) ** 2
-    lo, hi = 1e-3, gc_bulk
-    glo = effective_gb_toughness(gc_bulk, lo, l_m, lg_m)
-    if g_new <= glo:
-        raise SystemExit(
-            f"needed G_eff {g_new:.1f} J/m^2 is below G_eff(Gc_GB -> 0) = {glo:.1f}; "
-            "lower Gc_bulk or raise l_gamma"
-        )
-    return float(brentq(lambda g: effective_gb_toughness(gc_bulk, g, l_m, lg_m) - g_new, lo, hi))
+def phi_ratio_at(rows: list[dict], v: float) -> float:
+    """phi_max/(1 - phi_max) of a sweep at voltage v (linear interpolation between load steps)."""
+    vs = np.array([r["V"] for r in rows])
+    ph = np.clip(np.array([r["phi_max"] for r in rows]), 0.0, 0.999)
+    p = float(np.interp(v, vs, ph))
+    return p / (1.0 - p)
+
+
+def next_gc_gb(evals: list[dict], gc_gb_now: float) -> float:
+    """Next Gc_GB from the evaluations so far (module docstring).
+
+    With two evaluations that bracket or straddle the target: secant of the onset voltage in
+    ln Gc_GB. Otherwise the local AT2 relation phi/(1 - phi) = 2 H l / Gc at the most damaged GB
+    node: Gc_GB,new = Gc_GB,now * R(V_target) / 19, R = phi_max/(1 - phi_max) of the sweep at the
+    target voltage (19 = 0.95/0.05), applied only while the onset is missed (then R < 19).
+    """
+    ok = [e for e in evals if e["onset_V"] is not None]
+    if len(ok) >= 2:
+        a, b = sorted(ok[-2:], key=lambda e: e["Gc_GB_J_m2"])
+        la, lb = np.log(a["Gc_GB_J_m2"]), np.log(b["Gc_GB_J_m2"])
+        va, vb = a["onset_V"], b["onset_V"]
+        if abs(vb - va) > 1e-3:
+            return float(np.exp(la + (V_TARGET - va) * (lb - la) / (vb - va)))
+    e = evals[-1]
+    r = e["phi_ratio_at_target"]
+    f = r / 19.0
+    if e["onset_V"] is not None and e["onset_V"] < V_TARGET:  # too early: toughen
+        f = max(f, 1.3)
+    return float(gc_gb_now * min(max(f, 0.15), 4.0))
+
+
+def update_from_run(run_dir: Path) -> int:
+    """The update rule of :func:`next_gc_gb` applied to a coupled CC run: its phi_max(V)
+    (timeseries.csv) and its fracture parameters (run.json) -> the next Gc_GB."""
+    from solver.plots import read_table
+
+    rec = json.loads((run_dir / "run.json").read_text())
+    fs = rec["fracture_summary"]
+    ts = read_table(run_dir / "timeseries.csv")
+    rows = [{"V": v, "phi_max": f} for v, f in zip(ts["voltage_V"], ts["phi_max"], strict=True)]
+    hit = np.flatnonzero(ts["phi_max"] >= 0.95)
+    ev = {
+        "Gc_GB_J_m2": fs["Gc_GB_J_m2"],
+        "onset_V": float(ts["voltage_V"][hit[0]]) if hit.size else None,
+        "phi_ratio_at_target": phi_ratio_at(rows, V_TARGET),
+        "phi_max_at_target": float(np.interp(V_TARGET, ts["voltage_V"], ts["phi_max"])),
+    }
+    gb = next_gc_gb([ev], fs["Gc_GB_J_m2"])
+    ev |= {
+        "run": str(run_dir),
+        "Gc_bulk_J_m2": fs["Gc_bulk_J_m2"],
+        "sigma_c_GB_effective_GPa": fs["sigma_c_GB_effective_Pa"] / 1e9,
+        "phi_max_at_end": float(ts["phi_max"][-1]),
+        "V_end": float(ts["voltage_V"][-1]),
+        "next_Gc_GB_J_m2": gb,
+        "next_G_eff_J_m2": effective_gb_toughness(
+            fs["Gc_bulk_J_m2"], gb, fs["l_m"], fs["l_gamma_m"]
+        ),
+    }
+    print(json.dumps(ev, indent=1))
+    return 0
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("mode", choices=["calibrate", "sensitivity"])
+    ap.add_argument("mode", choices=["calibrate", "sensitivity", "update"])
+    ap.add_argument("--run", type=Path, help="update: a coupled (CC) run directory")
     ap.add_argument("--gc-bulk", type=float, default=120.0, help="J/m^2, held fixed")
     ap.add_argument("--gc-gb", type=float, default=10.0, help="J/m^2, first guess")
     ap.add_argument("--tol", type=float, default=0.03, help="V, accepted |V_on - 4.0 V|")
     ap.add_argument("--max-evals", type=int, default=4)
     ap.add_argument("--v-max", type=float, default=4.3, help="sweep end (sensitivity)")
     ap.add_argument("--mesh", type=Path, default=ROOT / "runs" / "parks2023" / "mesh_reduced")
+    ap.add_argument("--dv", type=float, default=None, help="V step (0.02 calibrate, 0.05 sens.)")
     ap.add_argument("--only", default=None, help="sensitivity: comma-separated row names")
     args = ap.parse_args()
     comm = MPI.COMM_WORLD
     log = print if comm.rank == 0 else (lambda *a, **k: None)
+    if args.mode == "update":
+        return update_from_run(args.run)
     RESULTS.mkdir(parents=True, exist_ok=True)
     dom = load_domain(CASE, args.mesh, comm)
     meta = {
@@ -185,25 +236,25 @@ def main() -> int:
         "procedure": "quasi-static uniform-x sweeps along the OCP (module docstring)",
     }
     if args.mode == "calibrate":
-        rc = config.load_case(CASE)
-        p = rc.params
-        lat = mat.LatticeStrains.from_params(p, rc.lattice_table_path)
-        l_m, lg_m = p.fracture.l_m, p.fracture.l_gamma_m
         gb = args.gc_gb
         evals = []
         for i in range(args.max_evals):
             sets = [f"fracture.Gc_bulk_J_m2={args.gc_bulk}", f"fracture.Gc_GB_J_m2={gb:.4g}"]
             log(f"evaluation {i + 1}: Gc_bulk = {args.gc_bulk}, Gc_GB = {gb:.4g} J/m^2")
-            res = sweep(dom, sets, 4.3, True, f"e{i}", log)
+            res = sweep(dom, sets, args.v_max, True, f"e{i}", log, args.dv or 0.02)
+            res["Gc_GB_J_m2"] = gb
+            res["phi_ratio_at_target"] = phi_ratio_at(res["rows"], V_TARGET)
+            res["phi_max_at_target"] = float(
+                np.interp(
+                    V_TARGET, [r["V"] for r in res["rows"]], [r["phi_max"] for r in res["rows"]]
+                )
+            )
             res.pop("rows")
             evals.append(res)
             log(f"  onset V = {res['onset_V']}  ({res['wall_s']:.0f} s)")
-            if res["onset_V"] is None:
-                gb = gb * 0.5
-                continue
-            if abs(res["onset_V"] - V_TARGET) <= args.tol:
+            if res["onset_V"] is not None and abs(res["onset_V"] - V_TARGET) <= args.tol:
                 break
-            gb = strength_update(res, args.gc_bulk, l_m, lg_m, lat, p.electrochemistry.x0)
+            gb = next_gc_gb(evals, gb)
         best = min(
             (e for e in evals if e["onset_V"] is not None),
             key=lambda e: abs(e["onset_V"] - V_TARGET),
@@ -243,12 +294,15 @@ def main() -> int:
     table = json.loads(path.read_text()) if path.is_file() else {"rows": {}}
     for name, sets in rows.items():
         log(f"sensitivity row {name!r}: {sets}")
-        res = sweep(dom, sets, args.v_max, False, name.replace(" ", "_"), log)
+        res = sweep(dom, sets, args.v_max, False, name.replace(" ", "_"), log, args.dv or 0.05)
         res["damage_at_v_max"] = res["final"]["damage_fraction"]
         res["gb_share_at_v_max"] = res["final"]["damage_gb_share"]
         res.pop("rows")
         table["rows"][name] = res
-        table.update(meta | {"v_max": args.v_max, "loadavg_end": list(os.getloadavg())})
+        table.update(
+            meta
+            | {"v_max": args.v_max, "dv": args.dv or 0.05, "loadavg_end": list(os.getloadavg())}
+        )
         if comm.rank == 0:
             path.write_text(json.dumps(table, indent=1))
         log(f"  onset {res['onset_V']}  damage at {args.v_max} V {res['damage_at_v_max']:.4f}")
