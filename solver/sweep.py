@@ -23,6 +23,18 @@ The case id is a hash of its overrides, so it is stable when the grid is extende
 Rerunning skips finished cases (``run/run.json`` has ``"status": "finished"``) and restarts
 interrupted ones from their checkpoint. ``mode: slurm`` writes a job-array script instead of
 running (``#SBATCH --array``, one task per case, ``srun`` inside).
+
+Meshes are shared: before anything runs, the cases are grouped by their geometry (everything under
+``geometry:`` except ``bundle``), one mesh bundle per distinct geometry is built into
+``<output>/meshes/<geometry hash>/`` (``polycrack mesh`` in a subprocess, ``execution.jobs`` at a
+time) and every case's ``geometry.bundle`` points at it. This happens at sweep time in both modes,
+so a SLURM array never meshes inside its tasks. A case whose base already names a ``bundle`` keeps
+it. ``execution.share_meshes: false`` restores one mesh per case run directory.
+
+The local runner logs every decision (skip / start / restart / exit, with times) to the console and
+appends it to ``<output>/sweep_log.jsonl``. SIGTERM or SIGINT to the sweep process is forwarded to
+the running cases, which write a checkpoint and exit (143); the sweep then exits 143 too, and the
+same command later restarts them.
 """
 
 from __future__ import annotations
@@ -32,6 +44,7 @@ import itertools
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -67,6 +80,7 @@ class ExecutionConfig(_Strict):
     mode: Literal["local", "slurm"] = "local"
     jobs: Annotated[int, Field(ge=1, le=256)] = 1
     ranks_per_job: Annotated[int, Field(ge=1, le=4096)] = 1
+    share_meshes: bool = True
     slurm: SlurmConfig = SlurmConfig()
 
 
@@ -126,7 +140,7 @@ def load_sweep(path: Path | str) -> tuple[SweepFile, list[SweepCase], Path, dict
     base = sw.base if sw.base.is_absolute() else path.parent / sw.base
     base_raw = read_yaml(base)
     root = sw.output or Path("runs") / path.stem
-    root = root if root.is_absolute() else path.parent / root
+    root = (root if root.is_absolute() else path.parent / root).resolve()
     lengths = {len(v) for v in sw.zip.values()}
     if len(lengths) > 1:
         raise InputError(f"{path}: zip: every list needs the same length (got {sorted(lengths)})")
@@ -149,23 +163,22 @@ def load_sweep(path: Path | str) -> tuple[SweepFile, list[SweepCase], Path, dict
         cases.append(SweepCase(ov, root))
     # validate every case up front (same rules as --set)
     for c in cases:
-        sets = [
-            f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in c.overrides.items()
-        ]
         try:
-            resolve_case(base_raw, base, sets)
+            resolve_case(base_raw, base, _sets(c))
         except InputError as exc:
             raise InputError(f"{path}: case {c.id} {c.overrides}:\n{exc}") from None
     return sw, cases, root, base_raw
 
 
-def _materialise(case: SweepCase, base_raw: dict, base_path: Path) -> None:
-    """Write the case's resolved ``case.yaml`` and ``overrides.json``."""
-    sets = [
+def _sets(case: SweepCase) -> list[str]:
+    return [
         f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in case.overrides.items()
     ]
-    rc = resolve_case(base_raw, base_path, sets)
-    case.dir.mkdir(parents=True, exist_ok=True)
+
+
+def _case_doc(case: SweepCase, base_raw: dict, base_path: Path) -> dict:
+    """The fully resolved case of ``case`` as a plain dict (paths made absolute)."""
+    rc = resolve_case(base_raw, base_path, _sets(case))
     doc = rc.case.model_dump(mode="json", exclude_none=True)
     doc["material"] = {
         "set": str(rc.params_path),
@@ -175,10 +188,84 @@ def _materialise(case: SweepCase, base_raw: dict, base_path: Path) -> None:
         f = Path(doc["geometry"]["particle"]["file"])
         if not f.is_absolute():
             doc["geometry"]["particle"]["file"] = str((base_path.parent / f).resolve())
+    if doc.get("geometry", {}).get("bundle"):
+        f = Path(doc["geometry"]["bundle"])
+        if not f.is_absolute():
+            doc["geometry"]["bundle"] = str((base_path.parent / f).resolve())
+    return doc
+
+
+def geometry_key(doc: dict) -> str:
+    """Stable hash (12 hex digits) of a resolved case's geometry, ``bundle`` excluded."""
+    geo = {k: v for k, v in doc.get("geometry", {}).items() if k != "bundle"}
+    return hashlib.sha1(json.dumps(geo, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _materialise(case: SweepCase, doc: dict) -> None:
+    """Write the case's resolved ``case.yaml`` (``doc``) and ``overrides.json``."""
+    case.dir.mkdir(parents=True, exist_ok=True)
     tmp = case.case_file.with_suffix(".tmp")
     tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
     os.replace(tmp, case.case_file)
     (case.dir / "overrides.json").write_text(json.dumps(case.overrides, indent=1, default=str))
+
+
+def _bundle_complete(path: Path) -> bool:
+    """Same test as :func:`solver.domain.bundle_is_complete` (without importing DOLFINx)."""
+    return all((path / f).is_file() for f in ("mesh.msh", "grains.csv", "mesh.json"))
+
+
+def _mesh_command(case_file: Path, out: Path) -> list[str]:
+    """``polycrack mesh CASE -o OUT`` with this interpreter."""
+    return [sys.executable, "-m", "solver.cli", "mesh", str(case_file), "-o", str(out)]
+
+
+def build_shared_meshes(
+    root: Path, docs: dict[str, dict], jobs: int = 1, log=print
+) -> dict[str, Path]:
+    """Build one mesh bundle per distinct geometry of ``docs`` (case id -> resolved case dict).
+
+    Bundles go to ``root/meshes/<geometry hash>/``; an existing complete bundle is reused. Each
+    is built by ``polycrack mesh`` in its own process (gmsh is serial), ``jobs`` at a time, with
+    its output in ``root/meshes/<hash>.log``. Cases whose geometry already names a ``bundle``
+    are left out. Returns geometry hash -> bundle directory; raises :class:`InputError` if a
+    build fails.
+    """
+    groups: dict[str, list[str]] = {}
+    for cid, doc in docs.items():
+        if not doc.get("geometry", {}).get("bundle"):
+            groups.setdefault(geometry_key(doc), []).append(cid)
+    mdir = root / "meshes"
+    out = {key: mdir / key for key in groups}
+    todo = [k for k in groups if not _bundle_complete(out[k])]
+    for k in groups:
+        if k not in todo:
+            log(f"mesh {k}: reused ({len(groups[k])} case(s))")
+    running: dict[str, tuple[subprocess.Popen, Any, float]] = {}
+    failed = []
+    mdir.mkdir(parents=True, exist_ok=True)
+    while todo or running:
+        while todo and len(running) < jobs:
+            k = todo.pop(0)
+            src = mdir / f"{k}.yaml"
+            src.write_text(yaml.safe_dump(docs[groups[k][0]], sort_keys=False))
+            fh = open(mdir / f"{k}.log", "w")
+            log(f"mesh {k}: building for {len(groups[k])} case(s)")
+            p = subprocess.Popen(_mesh_command(src, out[k]), stdout=fh, stderr=subprocess.STDOUT)
+            running[k] = (p, fh, time.perf_counter())
+        time.sleep(0.2)
+        for k, (p, fh, t0) in list(running.items()):
+            if p.poll() is not None:
+                fh.close()
+                del running[k]
+                if p.returncode != 0 or not _bundle_complete(out[k]):
+                    failed.append(k)
+                    log(f"mesh {k}: failed (exit {p.returncode}); see {mdir / f'{k}.log'}")
+                else:
+                    log(f"mesh {k}: built in {time.perf_counter() - t0:.1f} s")
+    if failed:
+        raise InputError(f"mesh build failed for geometry {', '.join(failed)}; see {mdir}/*.log")
+    return out
 
 
 def _flat_params(rc) -> dict[str, Any]:
@@ -199,30 +286,84 @@ def _command(case: SweepCase, ranks: int, launcher: list[str]) -> list[str]:
     return cmd
 
 
-def run_local(cases: list[SweepCase], jobs: int, ranks: int, log=print) -> dict[str, int]:
-    """Run the unfinished cases, ``jobs`` at a time; return case id -> exit code."""
+class _EventLog:
+    """Console messages plus one JSON line per event in ``<sweep dir>/sweep_log.jsonl``."""
+
+    def __init__(self, path: Path | None, log):
+        self.path, self.log = path, log
+
+    def __call__(self, msg: str, **event: Any) -> None:
+        self.log(msg)
+        if self.path is not None and event:
+            rec = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "unix_s": time.time(), **event}
+            with open(self.path, "a") as fh:
+                fh.write(json.dumps(rec, default=str) + "\n")
+
+
+def run_local(
+    cases: list[SweepCase], jobs: int, ranks: int, log=print, event_log: Path | None = None
+) -> dict[str, int]:
+    """Run the unfinished cases, ``jobs`` at a time; return case id -> exit code.
+
+    Finished cases are skipped, cases with a checkpoint restart from it. SIGTERM/SIGINT received
+    meanwhile is forwarded (as SIGTERM) to the running cases, nothing new starts, and the cases
+    still waiting get exit code 143 (not run).
+    """
+    ev = _EventLog(event_log, log)
     mpirun = str(Path(sys.executable).with_name("mpirun"))
     todo = [c for c in cases if c.status != "finished"]
     for c in cases:
         if c.status == "finished":
-            log(f"{c.id}: finished, skipped")
-    running: dict[str, tuple[subprocess.Popen, Any]] = {}
+            ev(f"{c.id}: finished, skipped", case=c.id, event="skip")
+    running: dict[str, tuple[subprocess.Popen, Any, float]] = {}
     codes: dict[str, int] = {}
-    while todo or running:
-        while todo and len(running) < jobs:
-            c = todo.pop(0)
-            how = "restart" if c.checkpoint is not None else "start"
-            fh = open(c.dir / "log.txt", "a")
-            log(f"{c.id}: {how} {c.overrides}")
-            p = subprocess.Popen(_command(c, ranks, [mpirun]), stdout=fh, stderr=subprocess.STDOUT)
-            running[c.id] = (p, fh)
-        time.sleep(0.5)
-        for cid, (p, fh) in list(running.items()):
-            if p.poll() is not None:
-                fh.close()
-                codes[cid] = p.returncode
-                log(f"{cid}: exit {p.returncode}")
-                del running[cid]
+    stop: list[int] = []
+
+    def _on_signal(signum, frame):  # forward once; the loop below waits for the checkpoints
+        if not stop:
+            ev(f"sweep: signal {signum}; stopping the running cases", event="signal", signum=signum)
+            for p, _, _ in running.values():
+                if p.poll() is None:
+                    try:
+                        os.killpg(p.pid, signal.SIGTERM)
+                    except ProcessLookupError:
+                        pass
+        stop.append(signum)
+
+    old = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while (todo and not stop) or running:
+            while todo and not stop and len(running) < jobs:
+                c = todo.pop(0)
+                how = "restart" if c.checkpoint is not None else "start"
+                fh = open(c.dir / "log.txt", "a")
+                ev(f"{c.id}: {how} {c.overrides}", case=c.id, event=how, overrides=c.overrides)
+                p = subprocess.Popen(
+                    _command(c, ranks, [mpirun]),
+                    stdout=fh,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # own process group: SIGTERM reaches mpirun's ranks
+                )
+                running[c.id] = (p, fh, time.perf_counter())
+            time.sleep(0.5)
+            for cid, (p, fh, t0) in list(running.items()):
+                if p.poll() is not None:
+                    fh.close()
+                    codes[cid] = p.returncode
+                    dt = time.perf_counter() - t0
+                    ev(
+                        f"{cid}: exit {p.returncode} after {dt:.1f} s",
+                        case=cid,
+                        event="exit",
+                        code=p.returncode,
+                        wall_s=dt,
+                    )
+                    del running[cid]
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    for c in todo:
+        codes[c.id] = 143
     return codes
 
 
@@ -267,13 +408,23 @@ def write_slurm(sw: SweepFile, cases: list[SweepCase], root: Path) -> Path:
 
 
 def sweep(path: Path | str, log=print) -> int:
-    """Expand, validate and run (or write the SLURM array of) a sweep; exit code."""
+    """Expand, validate, mesh and run (or write the SLURM array of) a sweep; exit code.
+
+    0 all cases finished, 1 some failed, 143 stopped by SIGTERM/SIGINT (rerun to continue).
+    """
     sw, cases, root, base_raw = load_sweep(path)
     base = sw.base if sw.base.is_absolute() else Path(path).parent / sw.base
     root.mkdir(parents=True, exist_ok=True)
+    docs = {c.id: _case_doc(c, base_raw, base) for c in cases}
+    log(f"sweep {root}: {len(cases)} cases")
+    if sw.execution.share_meshes:
+        bundles = build_shared_meshes(root, docs, sw.execution.jobs, log)
+        for doc in docs.values():
+            if not doc["geometry"].get("bundle"):
+                doc["geometry"]["bundle"] = str(bundles[geometry_key(doc)].resolve())
     for c in cases:
-        if not c.case_file.is_file():
-            _materialise(c, base_raw, base)
+        if c.status != "finished" or not c.case_file.is_file():
+            _materialise(c, docs[c.id])
     (root / "sweep.json").write_text(
         json.dumps(
             {"sweep_file": str(Path(path).resolve()), "cases": {c.id: c.overrides for c in cases}},
@@ -281,12 +432,17 @@ def sweep(path: Path | str, log=print) -> int:
             default=str,
         )
     )
-    log(f"sweep {root}: {len(cases)} cases")
     if sw.execution.mode == "slurm":
         script = write_slurm(sw, cases, root)
         log(f"wrote {script}\nsubmit with: sbatch {script}")
         return 0
-    codes = run_local(cases, sw.execution.jobs, sw.execution.ranks_per_job, log)
+    codes = run_local(
+        cases, sw.execution.jobs, sw.execution.ranks_per_job, log, root / "sweep_log.jsonl"
+    )
+    if any(v == 143 for v in codes.values()):
+        left = sorted(k for k, v in codes.items() if v != 0)
+        log(f"sweep stopped; {len(left)} case(s) unfinished: rerun the same command to continue")
+        return 143
     bad = {k: v for k, v in codes.items() if v != 0}
     for k, v in bad.items():
         log(f"{k}: failed with exit code {v}; see {root / k / 'log.txt'}")
@@ -303,7 +459,8 @@ def _summary(case: SweepCase) -> dict[str, Any]:
             j = json.loads(info.read_text())
         except json.JSONDecodeError:
             j = {}
-        row["wall_time_s"] = j.get("wall_time_s")
+        wt = j.get("wall_time_s")
+        row["wall_time_s"] = wt.get("total_s") if isinstance(wt, dict) else wt
         if case.status == "failed":
             row["reason"] = j.get("error", "")
     elif case.status != "finished":
@@ -374,12 +531,18 @@ def _overlay(cases: list[SweepCase], path: Path) -> None:
     from .plots import read_table
 
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    keys = [k for c in cases for k in c.overrides]
+    varying = [
+        k
+        for k in dict.fromkeys(keys)
+        if len({json.dumps(c.overrides.get(k), default=str) for c in cases}) > 1
+    ]
     for c in cases:
         ts_path = c.run_dir / "timeseries.csv"
         if not ts_path.is_file():
             continue
         ts = read_table(ts_path)
-        label = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in c.overrides.items()) or c.id
+        label = ", ".join(f"{k.split('.')[-1]}={c.overrides.get(k)}" for k in varying) or c.id
         a1.plot(ts["capacity_mAh_g"], ts["voltage_V"], label=label)
         if "damage_fraction" in ts:
             a2.plot(ts["capacity_mAh_g"], ts["damage_fraction"], label=label)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -29,6 +32,21 @@ def _sweep_file(tmp_path, **extra):
     p = tmp_path / "sweep.yaml"
     p.write_text(yaml.safe_dump(doc))
     return p
+
+
+def _fake_mesher(calls: list | None = None):
+    """A stand-in for ``polycrack mesh``: writes the three bundle files (no gmsh)."""
+
+    def cmd(case_file, out):
+        if calls is not None:
+            calls.append(Path(out).name)
+        code = (
+            "import pathlib,sys; d=pathlib.Path(sys.argv[1]); d.mkdir(parents=True, exist_ok=True);"
+            "[(d/f).write_text('x') for f in ('mesh.msh','grains.csv','mesh.json')]"
+        )
+        return [sys.executable, "-c", code, str(out)]
+
+    return cmd
 
 
 def test_expansion_product_zip_and_stable_ids(tmp_path):
@@ -81,10 +99,15 @@ def test_slurm_script(tmp_path):
     assert subprocess.run(["bash", "-n", str(tmp_path / "out" / "sweep.sbatch")]).returncode == 0
     ids = (tmp_path / "out" / "cases.txt").read_text().split()
     assert len(ids) == 4
-    for cid in ids:  # every case file is a valid case
+    bundles = set()
+    for cid in ids:  # every case file is a valid case, all on the one mesh built at sweep time
         from solver.config import load_case
 
-        load_case(tmp_path / "out" / cid / "case.yaml")
+        rc = load_case(tmp_path / "out" / cid / "case.yaml")
+        bundles.add(rc.case.geometry.bundle)
+    assert len(bundles) == 1
+    (bundle,) = bundles
+    assert bundle.parent == tmp_path / "out" / "meshes" and sw._bundle_complete(bundle)
 
 
 def test_local_runner_skips_finished_and_restarts(tmp_path, monkeypatch):
@@ -102,6 +125,7 @@ def test_local_runner_skips_finished_and_restarts(tmp_path, monkeypatch):
         return [sys.executable, "-c", code, str(case.run_dir)]
 
     monkeypatch.setattr(sw, "_command", fake_command)
+    monkeypatch.setattr(sw, "_mesh_command", _fake_mesher())
     # before the "kill": one case finished, one interrupted (has a checkpoint)
     for c in cases:
         c.dir.mkdir(parents=True)
@@ -125,6 +149,7 @@ def test_local_runner_skips_finished_and_restarts(tmp_path, monkeypatch):
 def test_collect_lists_failed_with_reason(tmp_path, monkeypatch):
     p = _sweep_file(tmp_path)
     _, cases, root, _ = sw.load_sweep(p)
+    monkeypatch.setattr(sw, "_mesh_command", _fake_mesher())
     monkeypatch.setattr(
         sw,
         "_command",
@@ -141,3 +166,95 @@ def test_collect_lists_failed_with_reason(tmp_path, monkeypatch):
     assert any("diverged at step 3" in m for m in msgs)
     with pytest.raises(InputError, match="not a sweep directory"):
         sw.collect(tmp_path)
+
+
+def test_one_mesh_per_distinct_geometry(tmp_path, monkeypatch):
+    built = []
+    monkeypatch.setattr(sw, "_mesh_command", _fake_mesher(built))
+    p = _sweep_file(
+        tmp_path,
+        zip={"geometry.grains.seed": [1, 2]},
+        execution={"mode": "slurm"},
+    )
+    msgs = []
+    assert sw.sweep(p, log=msgs.append) == 0
+    assert len(built) == 2 and len(set(built)) == 2  # 8 cases, 2 geometries
+    _, cases, root, _ = sw.load_sweep(p)
+    by_seed = {}
+    for c in cases:
+        doc = yaml.safe_load(c.case_file.read_text())
+        by_seed.setdefault(c.overrides["geometry.grains.seed"], set()).add(
+            doc["geometry"]["bundle"]
+        )
+    assert all(len(v) == 1 for v in by_seed.values()) and by_seed[1] != by_seed[2]
+    built.clear()
+    assert sw.sweep(p, log=msgs.append) == 0 and built == []  # complete bundles are reused
+    assert sum("reused" in m for m in msgs) == 2
+    # a base that names its own bundle keeps it and nothing is built
+    base = yaml.safe_load((tmp_path / "base.yaml").read_text())
+    base["geometry"]["bundle"] = "my_bundle"
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
+    assert sw.sweep(p, log=msgs.append) == 0 and built == []
+    doc = yaml.safe_load(cases[0].case_file.read_text())
+    assert doc["geometry"]["bundle"] == str(tmp_path / "my_bundle")
+
+
+_SLOW_CASE = """
+import json, pathlib, signal, sys, time
+d = pathlib.Path(sys.argv[1]); d.mkdir(parents=True, exist_ok=True)
+restart = sys.argv[2] == "1"
+def stop(signum, frame):
+    (d / "checkpoint.npz").write_bytes(b"state")
+    (d / "run.json").write_text(json.dumps({"status": "interrupted"}))
+    sys.exit(128 + signum)
+signal.signal(signal.SIGTERM, stop)
+(d / "run.json").write_text(json.dumps({"status": "running"}))
+if sys.argv[3] == "fast" or restart:
+    (d / "run.json").write_text(json.dumps({"status": "finished", "wall_time_s": {"total_s": 1}}))
+    sys.exit(0)
+time.sleep(60)
+"""
+
+
+def test_kill_and_rerun_does_not_redo_finished_cases(tmp_path, monkeypatch):
+    """SIGTERM to the sweep reaches the running cases (checkpoint, exit 143); the rerun skips
+    the finished case, restarts the interrupted ones with --restart and starts the rest."""
+    p = _sweep_file(tmp_path)
+    _, cases, root, _ = sw.load_sweep(p)
+    fast = cases[0].id
+    calls = []
+    second_round = []
+
+    def fake_command(case, ranks, launcher):
+        calls.append((case.id, case.checkpoint is not None))
+        speed = "fast" if case.id == fast or second_round else "slow"
+        restart = "1" if case.checkpoint is not None else "0"
+        return [sys.executable, "-c", _SLOW_CASE, str(case.run_dir), restart, speed]
+
+    monkeypatch.setattr(sw, "_command", fake_command)
+    monkeypatch.setattr(sw, "_mesh_command", _fake_mesher())
+    doc = yaml.safe_load(p.read_text())
+    doc["execution"] = {"jobs": 2}
+    p.write_text(yaml.safe_dump(doc))
+    timer = threading.Timer(4.0, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.start()
+    try:
+        assert sw.sweep(p, log=lambda *_: None) == 143
+    finally:
+        timer.cancel()
+    status = {c.id: c.status for c in cases}
+    assert status[fast] == "finished"
+    assert sorted(status.values()) == ["finished", "interrupted", "interrupted", "pending"]
+    events = [json.loads(x) for x in (root / "sweep_log.jsonl").read_text().splitlines()]
+    assert [e["event"] for e in events].count("signal") == 1
+    assert {e["code"] for e in events if e["event"] == "exit" and e["case"] != fast} == {143}
+    interrupted = {c for c, s in status.items() if s == "interrupted"}
+    calls.clear()
+    second_round.append(True)
+    assert sw.sweep(p, log=lambda *_: None) == 0
+    ran = dict(calls)
+    assert fast not in ran and len(ran) == 3  # finished: not redone
+    assert {c for c, restarted in ran.items() if restarted} == interrupted
+    assert all(c.status == "finished" for c in cases)
+    skipped = [json.loads(x) for x in (root / "sweep_log.jsonl").read_text().splitlines()]
+    assert [e["case"] for e in skipped if e["event"] == "skip"] == [fast]
