@@ -89,7 +89,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from .sweep import sweep
 
-    return sweep(args.sweep_file)
+    return sweep(args.sweep_file, mode=args.mode, submit=args.submit)
 
 
 def _cmd_collect(args: argparse.Namespace) -> int:
@@ -167,6 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
         "sweep", help="expand and run (or write a SLURM array for) a parameter grid"
     )
     sp.add_argument("sweep_file", type=Path, help="sweep file (YAML): base case, grid, execution")
+    sp.add_argument(
+        "--mode", choices=["local", "slurm"], help="override execution.mode of the sweep file"
+    )
+    sp.add_argument("--submit", action="store_true", help="slurm: also run sbatch on the script")
     sp.set_defaults(func=_cmd_sweep)
 
     sp = sub.add_parser("collect", help="join finished runs of a sweep into one table")

@@ -71,6 +71,11 @@ class SlurmConfig(_Strict):
     mem_per_cpu: str | None = None
     max_parallel: Annotated[int, Field(ge=1)] | None = None
     launcher: Literal["srun", "mpirun"] = "srun"
+    #: ``srun --mpi=...``: the PMI the MPI library speaks (pmi2 for the MPICH of the venv,
+    #: pmix for most OpenMPI builds); null leaves the cluster's MpiDefault.
+    srun_mpi: str | None = "pmi2"
+    #: seconds before the time limit at which the cases get SIGTERM (they checkpoint and stop)
+    signal_before_s: Annotated[int, Field(ge=0)] = 300
     extra: list[str] = []
 
 
@@ -367,12 +372,30 @@ def run_local(
     return codes
 
 
+def _ranges(idx: list[int]) -> str:
+    """[0, 1, 2, 5, 7, 8] -> '0-2,5,7-8' (SLURM --array syntax)."""
+    out, start = [], idx[0]
+    for a, b in zip(idx, [*idx[1:], None], strict=True):
+        if b != a + 1:
+            out.append(f"{start}-{a}" if a > start else f"{a}")
+            start = b
+    return ",".join(out)
+
+
 def write_slurm(sw: SweepFile, cases: list[SweepCase], root: Path) -> Path:
-    """Write ``sweep.sbatch`` (a job array, one task per case) and ``cases.txt``; return the script."""
+    """Write ``sweep.sbatch`` (a job array, one task per case) and ``cases.txt``; return the script.
+
+    Task ``i`` runs line ``i + 1`` of ``cases.txt``; the array lists only the unfinished cases
+    (all of them when none is finished yet). Each task skips a finished case and restarts an
+    interrupted one from its checkpoint, so resubmitting after a cancel or time-out is safe.
+    """
     s = sw.execution.slurm
     n = len(cases)
     (root / "cases.txt").write_text("".join(f"{c.id}\n" for c in cases))
-    array = f"0-{n - 1}" + (f"%{s.max_parallel}" if s.max_parallel else "")
+    todo = [i for i, c in enumerate(cases) if c.status != "finished"] or list(range(n))
+    array = (f"0-{n - 1}" if len(todo) == n else _ranges(todo)) + (
+        f"%{s.max_parallel}" if s.max_parallel else ""
+    )
     lines = [
         "#!/bin/bash",
         f"#SBATCH --job-name=polycrack-{root.name}",
@@ -381,6 +404,8 @@ def write_slurm(sw: SweepFile, cases: list[SweepCase], root: Path) -> Path:
         f"#SBATCH --time={s.time}",
         f"#SBATCH --output={root}/%x-%A_%a.out",
     ]
+    if s.signal_before_s:  # to the job steps (srun/mpirun and the ranks), not the batch shell
+        lines.append(f"#SBATCH --signal=TERM@{s.signal_before_s}")
     if s.partition:
         lines.append(f"#SBATCH --partition={s.partition}")
     if s.account:
@@ -388,8 +413,12 @@ def write_slurm(sw: SweepFile, cases: list[SweepCase], root: Path) -> Path:
     if s.mem_per_cpu:
         lines.append(f"#SBATCH --mem-per-cpu={s.mem_per_cpu}")
     lines += [f"#SBATCH {e}" for e in s.extra]
-    launch = "srun" if s.launcher == "srun" else f"mpirun -n {sw.execution.ranks_per_job}"
     py = shlex.quote(sys.executable)
+    if s.launcher == "srun":
+        launch = "srun" + (f" --mpi={s.srun_mpi}" if s.srun_mpi else "")
+    else:
+        mpirun = shlex.quote(str(Path(sys.executable).with_name("mpirun")))
+        launch = f"{mpirun} -n {sw.execution.ranks_per_job}"
     lines += [
         "set -euo pipefail",
         f"ROOT={shlex.quote(str(root))}",
@@ -407,12 +436,16 @@ def write_slurm(sw: SweepFile, cases: list[SweepCase], root: Path) -> Path:
     return script
 
 
-def sweep(path: Path | str, log=print) -> int:
+def sweep(path: Path | str, log=print, mode: str | None = None, submit: bool = False) -> int:
     """Expand, validate, mesh and run (or write the SLURM array of) a sweep; exit code.
 
-    0 all cases finished, 1 some failed, 143 stopped by SIGTERM/SIGINT (rerun to continue).
+    ``mode`` overrides ``execution.mode``; ``submit`` (slurm) also runs ``sbatch`` on the
+    script. 0 all cases finished (or script written), 1 some failed, 143 stopped by
+    SIGTERM/SIGINT (rerun to continue).
     """
     sw, cases, root, base_raw = load_sweep(path)
+    if mode is not None:
+        sw.execution.mode = mode
     base = sw.base if sw.base.is_absolute() else Path(path).parent / sw.base
     root.mkdir(parents=True, exist_ok=True)
     docs = {c.id: _case_doc(c, base_raw, base) for c in cases}
@@ -434,8 +467,17 @@ def sweep(path: Path | str, log=print) -> int:
     )
     if sw.execution.mode == "slurm":
         script = write_slurm(sw, cases, root)
-        log(f"wrote {script}\nsubmit with: sbatch {script}")
-        return 0
+        todo = [c.id for c in cases if c.status != "finished"]
+        log(f"wrote {script} ({len(todo)} of {len(cases)} cases unfinished)")
+        if not todo:
+            log("every case is finished: nothing to submit")
+            return 0
+        if not submit:
+            log(f"submit with: sbatch {script}")
+            return 0
+        r = subprocess.run(["sbatch", str(script)], capture_output=True, text=True)
+        log((r.stdout + r.stderr).strip())
+        return 0 if r.returncode == 0 else 1
     codes = run_local(
         cases, sw.execution.jobs, sw.execution.ranks_per_job, log, root / "sweep_log.jsonl"
     )

@@ -95,7 +95,8 @@ def test_slurm_script(tmp_path):
     assert sw.sweep(p, log=lambda *_: None) == 0
     script = (tmp_path / "out" / "sweep.sbatch").read_text()
     assert "#SBATCH --array=0-3%2" in script and "#SBATCH --ntasks=16" in script
-    assert "#SBATCH --partition=cpu" in script and "srun " in script
+    assert "#SBATCH --partition=cpu" in script and "srun --mpi=pmi2 " in script
+    assert "#SBATCH --signal=TERM@300" in script  # cases checkpoint before the time limit
     assert subprocess.run(["bash", "-n", str(tmp_path / "out" / "sweep.sbatch")]).returncode == 0
     ids = (tmp_path / "out" / "cases.txt").read_text().split()
     assert len(ids) == 4
@@ -108,6 +109,25 @@ def test_slurm_script(tmp_path):
     assert len(bundles) == 1
     (bundle,) = bundles
     assert bundle.parent == tmp_path / "out" / "meshes" and sw._bundle_complete(bundle)
+
+
+def test_slurm_array_lists_only_unfinished(tmp_path, monkeypatch):
+    assert sw._ranges([0, 1, 2, 5, 7, 8]) == "0-2,5,7-8" and sw._ranges([3]) == "3"
+    monkeypatch.setattr(sw, "_mesh_command", _fake_mesher())
+    p = _sweep_file(tmp_path, execution={"mode": "slurm"})
+    _, cases, root, _ = sw.load_sweep(p)
+    for c in cases[:2]:
+        c.run_dir.mkdir(parents=True)
+        (c.run_dir / "run.json").write_text(json.dumps({"status": "finished"}))
+    msgs = []
+    assert sw.sweep(p, log=msgs.append) == 0
+    assert "#SBATCH --array=2-3\n" in (root / "sweep.sbatch").read_text()
+    assert "2 of 4 cases unfinished" in msgs[-2]
+    for c in cases[2:]:
+        c.run_dir.mkdir(parents=True)
+        (c.run_dir / "run.json").write_text(json.dumps({"status": "finished"}))
+    assert sw.sweep(p, log=msgs.append, submit=True) == 0  # nothing left: sbatch not called
+    assert msgs[-1] == "every case is finished: nothing to submit"
 
 
 def test_local_runner_skips_finished_and_restarts(tmp_path, monkeypatch):
