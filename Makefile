@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml requirements.lock
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/polycrack demo
+	$(VENV)/bin/mpirun -n $(NP) $(VENV)/bin/polycrack demo
 
 test: test-serial test-mpi
 
