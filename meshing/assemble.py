@@ -18,7 +18,7 @@ from solver.errors import InputError
 
 from .shape import RadialShape
 from .tags import BINDER, GB, INTERFACE, OUTER
-from .tessellation import Tessellation
+from .tessellation import Tessellation, surface_corners
 
 
 def _ordered_polygon(V: np.ndarray, verts: list[int], normal: np.ndarray) -> list[int]:
@@ -66,6 +66,81 @@ def build_voronoi_brep(tess: Tessellation) -> list[int]:
     return [occ.addVolume([occ.addSurfaceLoop(cell_faces[i])]) for i in range(n)]
 
 
+def seam_rotation(
+    corners: np.ndarray,
+    points: np.ndarray,
+    R0: float,
+    candidates: int = 128,
+    step: float = 0.005,
+) -> tuple[np.ndarray, float]:
+    """Rotation vector (rad) and clearance (µm) for the OCC sphere so that its seam misses the grains' corners.
+
+    An OCC sphere of radius R0 has poles (0, 0, ±R0) and a seam curve on the half plane y = 0,
+    x >= 0. Grain faces crossing the seam are split there: a split point close to a corner
+    (a Voronoi edge piercing the sphere, ``corners``), two crossings close together (a grain
+    boundary grazing the seam) or a crossing next to a pole leave curves of a few nm and
+    slivers. For a fixed set of rotations (deterministic), the seam is sampled every ``step``
+    µm and labelled with its nearest Voronoi point (``points``: seeds and mirrors); the score
+    is the smallest of the shortest run of one label (distance between crossings, or pole to
+    crossing), the distance from the seam to the nearest corner and the distance from each pole
+    to the nearest grain boundary. The best rotation wins.
+    """
+    from scipy.spatial import cKDTree
+    from scipy.spatial.transform import Rotation
+
+    rots = Rotation.concatenate(
+        [Rotation.identity(), Rotation.random(candidates, random_state=12345)]
+    )
+    t = np.linspace(-np.pi / 2, np.pi / 2, int(np.ceil(np.pi * R0 / step)) + 1)
+    seam0 = R0 * np.column_stack([np.cos(t), np.zeros_like(t), np.sin(t)])
+    ds = R0 * (t[1] - t[0])
+    tree = cKDTree(points)
+    ctree = cKDTree(corners) if len(corners) else None
+    best, best_d = np.zeros(3), -1.0
+    for rot in rots:
+        seam = seam0 @ rot.as_matrix().T
+        _, lab = tree.query(seam)
+        cuts = np.flatnonzero(np.diff(lab)) + 1
+        runs = np.diff(np.concatenate([[0], cuts, [len(lab)]])) * ds
+        d = float(runs.min()) if len(cuts) else float("inf")
+        if ctree is not None:
+            d = min(d, float(ctree.query(seam)[0].min()))
+        # poles: distance to the nearest grain boundary (to the nearest bisector plane)
+        poles = seam[[0, -1]]
+        dist, idx = tree.query(poles, k=min(32, len(points)))
+        for dd, ii in zip(dist, idx, strict=True):
+            s, others = points[ii[0]], points[ii[1:]]
+            gap = (dd[1:] ** 2 - dd[0] ** 2) / (2.0 * np.linalg.norm(others - s, axis=1))
+            d = min(d, float(gap.min()))
+        if d > best_d:
+            best, best_d = rot.as_rotvec(), d
+    return best, best_d
+
+
+def _remove_exclusive(drop: list[tuple[int, int]], keep: list[int]) -> None:
+    """Remove the volumes ``drop`` and every face, curve and point used only by them.
+
+    Same result as ``occ.remove(drop, recursive=True)``, which took 21 s of CPU for the ~250
+    outside pieces at 400 grains; non-recursive removal of precomputed sets takes < 1 s.
+    """
+    if not drop:
+        return
+    occ = gmsh.model.occ
+    occ.synchronize()
+    gone: list[tuple[int, int]] = list(drop)
+    kept_up = [(3, t) for t in keep]
+    drop_up = list(drop)
+    for _ in range(3):
+        k = {e for e in gmsh.model.getBoundary(kept_up, combined=False, oriented=False)}
+        d = {e for e in gmsh.model.getBoundary(drop_up, combined=False, oriented=False)}
+        only = sorted(d - k)
+        gone += only
+        kept_up, drop_up = sorted(k), only
+        if not only:
+            break
+    occ.remove(gone, recursive=False)
+
+
 def assemble(
     tess: Tessellation,
     shape: RadialShape,
@@ -80,6 +155,14 @@ def assemble(
     R0 = tess.R0
     t0 = time.perf_counter()
     sphere = occ.addSphere(0, 0, 0, R0)
+    seam_clearance: float | None = None
+    if not single_grain:
+        rv, seam_clearance = seam_rotation(
+            surface_corners(tess.vor, len(tess.ref_seeds), R0), tess.vor.points, R0
+        )
+        if np.linalg.norm(rv) > 0:
+            ang = float(np.linalg.norm(rv))
+            occ.rotate([(3, sphere)], 0, 0, 0, *(rv / ang), ang)
     if single_grain:
         grains = [sphere]
     else:
@@ -95,9 +178,7 @@ def assemble(
                     "pieces; try another grains.seed or a larger grains.min_edge_um"
                 )
             grains.append(mine[0])
-        drop = [(3, t) for _, t in out if t not in set(grains)]
-        if drop:
-            occ.remove(drop, recursive=True)
+        _remove_exclusive([(3, t) for _, t in out if t not in set(grains)], grains)
     outer = occ.addSphere(0, 0, 0, binder_radius)
     out, omap = occ.fragment([(3, g) for g in grains], [(3, outer)])
     gset = set()
@@ -162,6 +243,7 @@ def assemble(
         "grains": len(new_grains),
         "gb_surfaces": len(gb),
         "interface_surfaces": len(iface),
+        "seam_clearance_um": seam_clearance,
         "brep_s": t_brep,
         "mesh_s": t_mesh,
     }

@@ -148,6 +148,7 @@ def build_bundle(geometry, out_dir: Path, *, verbose: bool = True) -> Path:
         },
         "grains": n,
         "regularisation_defects_left": tess.defects,
+        "seam_clearance_um": stats.get("seam_clearance_um"),
         "particle_volume_um3": float(vols.sum()),
         "shape_volume_um3": vol_p,
         "binder_volume_um3": binder_vol,

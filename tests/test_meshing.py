@@ -179,12 +179,19 @@ def _tagged_measures(dom) -> np.ndarray:
 @pytest.mark.mpi
 def test_refined_measures_rank_independent(sphere_bundle):
     """refine_levels=1: tagged volumes and areas (incl. interior GB facets) equal on 1 and N ranks
-    (rel 1e-9); the interface vertices go back onto the sphere (volume error shrinks, < 0.5 %)."""
+    (see the tolerances below); the interface vertices go back onto the sphere (volume error
+    shrinks, < 0.5 %)."""
     fine = _tagged_measures(load_bundle(sphere_bundle, MPI.COMM_WORLD, refine_levels=1))
     ref = _tagged_measures(load_bundle(sphere_bundle, MPI.COMM_SELF, refine_levels=1))
-    # totals and areas to 1e-9; per-grain volumes to 1e-5: on 2 ranks two grains that meet at
-    # the interface exchange ~6e-7 of their volume (open: a pushed vertex near a GB/interface edge)
-    np.testing.assert_allclose(fine[12:], ref[12:], rtol=1e-9)
+    # Total volume, interface and outer areas to 1e-9; GB area to 1e-7 and per-grain volumes to
+    # 1e-5, because the refined GB faces next to the interface depend on the rank count: gmsh
+    # makes some tets with exactly tied edge lengths, Plaza breaks the longest-edge tie by a
+    # partition-dependent vertex number, so such a face is split along another edge; once its
+    # interface midpoint is pushed onto r(d) the face is not planar, and its area and the two
+    # grains' volumes change (vertex sets identical on 1 and 2 ranks). Measured: grains 1/12
+    # traded ~6e-7 of their volume with an earlier bundle; GB area 2.3e-9 with this one.
+    np.testing.assert_allclose(fine[13:], ref[13:], rtol=1e-9)
+    assert fine[12] == pytest.approx(ref[12], rel=1e-7)
     assert fine[:12].sum() == pytest.approx(ref[:12].sum(), rel=1e-9)
     np.testing.assert_allclose(fine[:12], ref[:12], rtol=1e-5)
     coarse = _tagged_measures(load_bundle(sphere_bundle, MPI.COMM_SELF))
