@@ -501,7 +501,7 @@ def _summary(case: SweepCase) -> dict[str, Any]:
             j = json.loads(info.read_text())
         except json.JSONDecodeError:
             j = {}
-        wt = j.get("wall_time_s")
+        wt = j.get("wall_time_s")  # of the last run segment (since the last restart)
         row["wall_time_s"] = wt.get("total_s") if isinstance(wt, dict) else wt
         if case.status == "failed":
             row["reason"] = j.get("error", "")
@@ -509,6 +509,16 @@ def _summary(case: SweepCase) -> dict[str, Any]:
         log = case.dir / "log.txt"
         tail = log.read_text().strip().splitlines()[-1:] if log.is_file() else []
         row["reason"] = tail[0] if tail else "not run"
+    ev_path = case.dir.parent / "sweep_log.jsonl"
+    if ev_path.is_file():  # local runner: every segment (start or restart -> exit) of this case
+        evs = [json.loads(x) for x in ev_path.read_text().splitlines() if case.id in x]
+        exits = [e for e in evs if e.get("case") == case.id and e.get("event") == "exit"]
+        if exits:
+            row["segments"] = len(exits)
+            row["restarts"] = sum(
+                e.get("event") == "restart" for e in evs if e.get("case") == case.id
+            )
+            row["wall_time_all_segments_s"] = round(sum(e.get("wall_s", 0.0) for e in exits), 1)
     ts_path = case.run_dir / "timeseries.csv"
     if ts_path.is_file():
         ts = read_table(ts_path)
