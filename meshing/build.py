@@ -22,7 +22,7 @@ from solver.errors import InputError
 from .assemble import assemble, mesh_quality
 from .shape import particle_shape
 from .tags import BINDER, GB, INTERFACE
-from .tessellation import tessellate
+from .tessellation import tessellate, tessellate_faceted
 
 FORMAT = 1
 
@@ -59,22 +59,41 @@ def build_bundle(geometry, out_dir: Path, *, verbose: bool = True) -> Path:
     out = Path(out_dir)
     t0 = time.perf_counter()
     p, g, m = geometry.particle, geometry.grains, geometry.mesh
-    shape = particle_shape(p)
+    faceted = None
+    try:
+        shape = particle_shape(p)
+    except InputError as exc:
+        # a closed surface that is not star-shaped: faceted-surface route (meshing/faceted.py)
+        if p.source != "surface" or "not star-shaped" not in str(exc):
+            raise
+        from .faceted import faceted_surface
+
+        faceted = faceted_surface(p.file, m.particle_size_um)
+        shape = None
+        if verbose:
+            print(
+                f"{p.file}: not star-shaped -> faceted-surface route "
+                f"({len(faceted.triangles)} facets); expect slivers where grain boundaries "
+                "cross facet edges (see min_sicn in mesh.json)"
+            )
     t_shape = time.perf_counter() - t0
-    R0 = float(
-        np.mean(shape.radius(np.eye(3)))
-        if shape.is_sphere
-        else shape.volume_um3() ** (1 / 3) * (3 / (4 * np.pi)) ** (1 / 3)
-    )
     Rb = geometry.binder_outer_diameter_um / 2.0
-    rmax = float(shape.radius(np.random.default_rng(0).normal(size=(4000, 3))).max())
+    if faceted is not None:
+        R0 = rmax = float(np.linalg.norm(faceted.points, axis=1).max())
+    else:
+        R0 = float(
+            np.mean(shape.radius(np.eye(3)))
+            if shape.is_sphere
+            else shape.volume_um3() ** (1 / 3) * (3 / (4 * np.pi)) ** (1 / 3)
+        )
+        rmax = float(shape.radius(np.random.default_rng(0).normal(size=(4000, 3))).max())
     if rmax >= Rb * 0.98:
         raise InputError(
             f"geometry.binder_outer_diameter_um ({2 * Rb}) must enclose the particle "
             f"(largest radius {rmax:.2f} µm)"
         )
     n = max(int(g.count), 1)
-    vol_p = shape.volume_um3()
+    vol_p = faceted.volume_um3 if faceted is not None else shape.volume_um3()
     per_grain = vol_p / n
     if g.count > 1 and per_grain < 4.0 * m.particle_size_um**3:
         raise InputError(
@@ -84,7 +103,10 @@ def build_bundle(geometry, out_dir: Path, *, verbose: bool = True) -> Path:
             "smaller particle_size_um"
         )
     t1 = time.perf_counter()
-    tess = tessellate(shape, n, g.seed, R0=R0, min_edge=g.min_edge_um)
+    if faceted is not None:
+        tess = tessellate_faceted(faceted.points, faceted.triangles, n, g.seed, g.min_edge_um)
+    else:
+        tess = tessellate(shape, n, g.seed, R0=R0, min_edge=g.min_edge_um)
     t_tess = time.perf_counter() - t1
 
     gmsh.initialize(interruptible=False)
@@ -93,7 +115,14 @@ def build_bundle(geometry, out_dir: Path, *, verbose: bool = True) -> Path:
         gmsh.option.setNumber("General.Verbosity", 2)
         gmsh.model.add("polycrack")
         stats = assemble(
-            tess, shape, Rb, m.particle_size_um, m.binder_size_um, g.count <= 1, verbose
+            tess,
+            shape,
+            Rb,
+            m.particle_size_um,
+            m.binder_size_um,
+            g.count <= 1,
+            verbose,
+            faceted=(faceted.points, faceted.triangles) if faceted is not None else None,
         )
         qual = mesh_quality()
         tags, xyz, _ = gmsh.model.mesh.getNodes()
@@ -135,20 +164,33 @@ def build_bundle(geometry, out_dir: Path, *, verbose: bool = True) -> Path:
         "generator": "polycrack.meshing (gmsh OCC Voronoi B-rep, reference-sphere morph)",
         "gmsh_version": gmsh.__version__,
         "settings": geometry.model_dump(mode="json"),
-        "particle_shape": {
-            "kind": shape.kind,
-            "lmax": shape.lmax,
-            "fit_rms_um": shape.fit_rms_um,
-            "equivalent_diameter_um": shape.equivalent_diameter_um(),
-            "reference_radius_um": R0,
-            "segmented_volume_um3": shape.voxel_volume_um3,
-            "surface_volume_um3": getattr(shape, "surface_volume_um3", None),
-            "radial_coefficients": shape.coefficients.tolist(),
-            "binder_outer_radius_um": Rb,
-        },
+        "particle_shape": (
+            {
+                "kind": shape.kind,
+                "lmax": shape.lmax,
+                "fit_rms_um": shape.fit_rms_um,
+                "equivalent_diameter_um": shape.equivalent_diameter_um(),
+                "reference_radius_um": R0,
+                "segmented_volume_um3": shape.voxel_volume_um3,
+                "surface_volume_um3": getattr(shape, "surface_volume_um3", None),
+                "radial_coefficients": shape.coefficients.tolist(),
+                "binder_outer_radius_um": Rb,
+            }
+            if shape is not None
+            else {
+                "kind": "faceted",
+                "file": str(p.file),
+                "triangles": len(faceted.triangles),
+                "centroid_shift_um": faceted.shift.tolist(),
+                "surface_volume_um3": faceted.volume_um3,
+                "bounding_radius_um": R0,
+                "binder_outer_radius_um": Rb,
+            }
+        ),
         "grains": n,
         "regularisation_defects_left": tess.defects,
         "seam_clearance_um": stats.get("seam_clearance_um"),
+        "grains_in_several_pieces": stats.get("grains_in_several_pieces", []),
         "particle_volume_um3": float(vols.sum()),
         "shape_volume_um3": vol_p,
         "binder_volume_um3": binder_vol,

@@ -17,6 +17,7 @@ defects left (after ``max_batches``) are reported in mesh.json.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import chain
 
@@ -75,7 +76,7 @@ def _mirrored(seeds: np.ndarray, B: float) -> np.ndarray:
     return np.concatenate(pts)
 
 
-def _ridge_defects(vor: Voronoi, n: int, R0: float, tol: float) -> np.ndarray:
+def _ridge_defects(vor: Voronoi, n: int, R0: float, tol: float, surface: bool = True) -> np.ndarray:
     """Defects per Voronoi ridge (``tol`` in µm): polygon edges shorter than tol inside the sphere,
     vertices within tol of its surface, and pairs of edge-sphere piercing points closer than tol.
 
@@ -84,7 +85,7 @@ def _ridge_defects(vor: Voronoi, n: int, R0: float, tol: float) -> np.ndarray:
     """
     V = vor.vertices
     rv = np.linalg.norm(V, axis=1)
-    near = np.abs(rv - R0) < tol
+    near = (np.abs(rv - R0) < tol) & surface
     rp = np.asarray(vor.ridge_points)
     lens = np.fromiter(map(len, vor.ridge_vertices), int, len(rp))
     flat = np.fromiter(chain.from_iterable(vor.ridge_vertices), int, int(lens.sum()))
@@ -106,7 +107,7 @@ def _ridge_defects(vor: Voronoi, n: int, R0: float, tol: float) -> np.ndarray:
     # particle surface): two closer than tol give a short surface curve (binder-side slivers)
     ok = (flat >= 0) & (flat[prev] >= 0) & keep[rid]
     pts, prid = _pierce(V, a[ok], b[ok], rid[ok], R0)
-    if len(pts) > 1:
+    if surface and len(pts) > 1:
         pairs = cKDTree(pts).query_pairs(tol, output_type="ndarray")
         per += np.bincount(prid[pairs.ravel()], minlength=len(rp))
     return per * keep
@@ -192,6 +193,8 @@ def regularise(
     rng: np.random.Generator,
     max_batches: int = 400,
     step: float = 0.08,
+    inside: Callable[[np.ndarray], np.ndarray] | None = None,
+    surface: bool = True,
 ) -> tuple[np.ndarray, int, int]:
     """Move reference seeds until no Voronoi defect is left (or ``max_batches``).
 
@@ -200,14 +203,16 @@ def regularise(
     between points of its neighbourhood, so each move is judged on its own by the change of the
     defect count over those ridges and kept only if that count drops. Two Qhull calls per batch
     (trial state, accepted state) instead of one per move. Deterministic for a given ``rng``.
-    Returns (seeds, defects left, moves tried).
+    ``inside`` (faceted route) rejects moves that leave the particle; ``surface=False`` counts
+    only short edges (the sphere R0 is then just a bounding sphere). Returns (seeds, defects
+    left, moves tried).
     """
     n = len(ref)
     m = 7 * n
     spacing = R0 * (4.0 / 3.0 * np.pi / n) ** (1.0 / 3.0)
     reach = 4.0 * spacing
     vor, rp = _diagram(ref, R0, tol, reach)
-    per = _ridge_defects(vor, n, R0, tol)
+    per = _ridge_defects(vor, n, R0, tol, surface)
     tried = 0
     for _ in range(max_batches):
         if int(per.sum()) == 0:
@@ -223,6 +228,8 @@ def regularise(
             p = ref[k] + rng.normal(0.0, step * spacing, 3)
             if blocked[nb].any() or np.linalg.norm(p) > 0.97 * R0:
                 continue
+            if inside is not None and not inside(p[None])[0]:
+                continue
             blocked[nb] = True
             chosen.append(int(k))
             moves.append(p)
@@ -232,7 +239,7 @@ def regularise(
         trial = ref.copy()
         trial[chosen] = moves
         v1, rp1 = _diagram(trial, R0, tol, reach)
-        per1 = _ridge_defects(v1, n, R0, tol)
+        per1 = _ridge_defects(v1, n, R0, tol, surface)
         N1 = _neighbours(rp1, m)
         # region of each move: old + new closed neighbourhood; overlapping regions are rejected
         region = (N0[chosen] + N1[chosen]).tocsr()
@@ -257,7 +264,7 @@ def regularise(
             idx = np.asarray(chosen)[accept]
             ref[idx] = trial[idx]
             vor, rp = _diagram(ref, R0, tol, reach)
-            per = _ridge_defects(vor, n, R0, tol)
+            per = _ridge_defects(vor, n, R0, tol, surface)
     return ref, int(per.sum()), tried
 
 
@@ -283,3 +290,29 @@ def tessellate(
     d = np.linalg.norm(ref, axis=1)
     seeds = ref * (shape.radius(ref / d[:, None]) / R0)[:, None]
     return Tessellation(seeds, ref, vor, axes, R0, count)
+
+
+def tessellate_faceted(
+    P: np.ndarray, tri: np.ndarray, n: int, seed: int, min_edge: float = 0.05
+) -> Tessellation:
+    """Seeds inside a closed triangle surface (µm, centred), regularised Voronoi in real space.
+
+    The bounding sphere R0 = max |P| only sizes the mirror box; only short Voronoi edges count
+    as defects (the surface is faceted, not a sphere), and moves stay inside the surface.
+    """
+    from .faceted import inside, sample_inside
+
+    R0 = float(np.linalg.norm(P, axis=1).max())
+    seeds = sample_inside(P, tri, n, np.random.default_rng(seed))
+    axes = uniform_axes(n, np.random.default_rng([seed, 1]))
+    seeds, _, _ = regularise(
+        seeds,
+        R0,
+        min_edge,
+        np.random.default_rng([seed, 2]),
+        inside=lambda q: inside(q, P, tri),
+        surface=False,
+    )
+    vor = Voronoi(_mirrored(seeds, 1.25 * R0))
+    per = _ridge_defects(vor, n, R0, min_edge, surface=False)
+    return Tessellation(seeds, seeds, vor, axes, R0, int(per.sum()))

@@ -82,6 +82,28 @@ def test_tagged_measures_rank_independent(sphere_bundle):
     assert total(one * ds(OUTER)) == pytest.approx(4 * np.pi * 10.0**2, rel=0.03)
 
 
+def _worst_bisector_distance(dom, seeds: np.ndarray) -> float:
+    """Largest distance (µm) of a GB facet vertex from the bisector plane of its grains' seeds."""
+    from dolfinx.mesh import entities_to_geometry
+
+    m = dom.mesh
+    m.topology.create_connectivity(2, 3)
+    f2c = m.topology.connectivity(2, 3)
+    cell_tag = np.zeros(m.topology.index_map(3).size_local, dtype=int)
+    cell_tag[dom.cell_tags.indices] = dom.cell_tags.values
+    x = m.geometry.x
+    worst = 0.0
+    for f in dom.facet_tags.find(GB):
+        a, b = (cell_tag[c] for c in f2c.links(f))
+        assert a != b
+        pa, pb = seeds[a - 1], seeds[b - 1]
+        n = (pb - pa) / np.linalg.norm(pb - pa)
+        mid = 0.5 * (pa + pb)
+        pts = x[entities_to_geometry(m, 2, np.array([f], dtype=np.int32))[0]]
+        worst = max(worst, float(np.abs((pts - mid) @ n).max()))
+    return worst
+
+
 @pytest.mark.serial
 def test_gb_facets_on_bisector_planes(sphere_bundle):
     """Every GB facet lies on the bisector plane of the seeds of its two grains (1e-6 µm)."""
@@ -90,24 +112,10 @@ def test_gb_facets_on_bisector_planes(sphere_bundle):
 
     tess = tessellate(RadialShape.sphere(R), 12, 1, R0=R)
     dom = load_bundle(sphere_bundle, MPI.COMM_SELF)
-    m = dom.mesh
-    m.topology.create_connectivity(2, 3)
-    f2c = m.topology.connectivity(2, 3)
-    cell_tag = np.zeros(m.topology.index_map(3).size_local, dtype=int)
-    cell_tag[dom.cell_tags.indices] = dom.cell_tags.values
-    x = m.geometry.x
-    from dolfinx.mesh import entities_to_geometry
-
-    worst = 0.0
-    for f in dom.facet_tags.find(GB):
-        a, b = (cell_tag[c] for c in f2c.links(f))
-        assert a != b
-        pa, pb = tess.ref_seeds[a - 1], tess.ref_seeds[b - 1]
-        n = (pb - pa) / np.linalg.norm(pb - pa)
-        mid = 0.5 * (pa + pb)
-        pts = x[entities_to_geometry(m, 2, np.array([f], dtype=np.int32))[0]]
-        worst = max(worst, float(np.abs((pts - mid) @ n).max()))
-    assert worst < 1e-6
+    assert _worst_bisector_distance(dom, tess.ref_seeds) < 1e-6
+    # the check can fail: with the seeds of another tessellation it does
+    other = tessellate(RadialShape.sphere(R), 12, 2, R0=R)
+    assert _worst_bisector_distance(dom, other.ref_seeds) > 0.1
 
 
 @pytest.mark.serial
@@ -226,3 +234,41 @@ def test_surface_source(tmp_path):
     meshio.write(tmp_path / "open.stl", m)
     with pytest.raises(InputError, match="not watertight"):
         surface_shape(tmp_path / "open.stl")
+
+
+@pytest.mark.serial
+def test_faceted_route_for_non_star_shaped_surface(tmp_path):
+    """A dumbbell (two balls joined by a thin neck) is not star-shaped: the faceted route meshes
+    it with all grain tags, grains summing to the decimated surface's volume and GB facets on
+    the bisector planes (quality is not checked: that route leaves slivers)."""
+    import gmsh
+
+    gmsh.initialize(interruptible=False)
+    try:
+        gmsh.option.setNumber("General.Terminal", 0)
+        occ = gmsh.model.occ
+        a, b = occ.addSphere(-6, 0, 0, 4.0), occ.addSphere(6, 0, 0, 4.0)
+        occ.fuse([(3, a)], [(3, b), (3, occ.addCylinder(-6, 0, 0, 12.0, 0, 0, 1.0))])
+        occ.synchronize()
+        gmsh.option.setNumber("Mesh.MeshSizeMax", 0.8)
+        gmsh.model.mesh.generate(2)
+        gmsh.write(str(tmp_path / "dumbbell.stl"))
+    finally:
+        gmsh.finalize()
+    geo = GeometryConfig.model_validate(
+        {
+            "particle": {"source": "surface", "file": str(tmp_path / "dumbbell.stl")},
+            "grains": {"count": 8, "seed": 1},
+            "binder_outer_diameter_um": 26.0,
+            "mesh": {"particle_size_um": 1.2, "binder_size_um": 3.0},
+        }
+    )
+    out = build_bundle(geo, tmp_path / "b", verbose=False)
+    info = json.loads((out / "mesh.json").read_text())
+    assert info["particle_shape"]["kind"] == "faceted"
+    assert info["particle_volume_um3"] == pytest.approx(
+        info["particle_shape"]["surface_volume_um3"], rel=1e-6
+    )
+    dom = load_bundle(out, MPI.COMM_SELF)
+    assert set(np.unique(dom.cell_tags.values)) == set(range(1, 9)) | {BINDER}
+    assert _worst_bisector_distance(dom, dom.seeds_um) < 1e-6
