@@ -119,3 +119,36 @@ def faceted_surface(path: Path, h: float, max_triangles: int = 2000) -> FacetedS
         tri = tri[:, ::-1]
         vol = -vol
     return FacetedSurface(P, tri, vol, centroid)
+
+
+def edge_samples(P: np.ndarray, tri: np.ndarray, step: float) -> tuple[np.ndarray, ...]:
+    """Points every <= ``step`` µm along each facet edge: (points, edge id, spacing per point)."""
+    e = np.unique(
+        np.sort(np.concatenate([tri[:, [0, 1]], tri[:, [1, 2]], tri[:, [2, 0]]]), 1), axis=0
+    )
+    L = np.linalg.norm(P[e[:, 1]] - P[e[:, 0]], axis=1)
+    m = np.ceil(L / step).astype(int) + 1
+    eid = np.repeat(np.arange(len(e)), m)
+    start = np.concatenate([[0], np.cumsum(m)[:-1]])
+    t = (np.arange(eid.size) - start[eid]) / (m[eid] - 1)
+    S = P[e[eid, 0]] + t[:, None] * (P[e[eid, 1]] - P[e[eid, 0]])
+    return S, eid, (L / (m - 1))[eid]
+
+
+def facet_edge_defects(
+    lab: np.ndarray, eid: np.ndarray, ds: np.ndarray, tol: float, n: int
+) -> tuple[int, np.ndarray]:
+    """Grain boundaries crossing a facet edge within ``tol`` of each other or of its ends.
+
+    ``lab`` is the nearest Voronoi point of each edge sample: a run of one label shorter than
+    tol on an edge that some boundary crosses is a defect (a curve of a few nm after the
+    fragment, and slivers). Returns the count and the real seeds (< n) of the short runs.
+    """
+    cut = np.flatnonzero((lab[1:] != lab[:-1]) | (eid[1:] != eid[:-1])) + 1
+    starts = np.concatenate([[0], cut])
+    ends = np.concatenate([cut, [lab.size]])
+    length = np.add.reduceat(ds, starts) - ds[ends - 1]
+    runs_per_edge = np.bincount(eid[starts], minlength=int(eid.max()) + 1)
+    short = (length < tol) & (runs_per_edge[eid[starts]] > 1)
+    seeds = np.unique(lab[starts[short]])
+    return int(short.sum()), seeds[seeds < n]

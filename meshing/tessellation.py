@@ -293,12 +293,18 @@ def tessellate(
 
 
 def tessellate_faceted(
-    P: np.ndarray, tri: np.ndarray, n: int, seed: int, min_edge: float = 0.05
+    P: np.ndarray,
+    tri: np.ndarray,
+    n: int,
+    seed: int,
+    min_edge: float = 0.05,
+    max_trials: int = 2000,
 ) -> Tessellation:
     """Seeds inside a closed triangle surface (µm, centred), regularised Voronoi in real space.
 
-    The bounding sphere R0 = max |P| only sizes the mirror box; only short Voronoi edges count
-    as defects (the surface is faceted, not a sphere), and moves stay inside the surface.
+    The bounding sphere R0 = max |P| only sizes the mirror box; defects are short interior
+    Voronoi edges and grain boundaries crossing facet edges close together or close to a facet
+    vertex (:func:`_clear_facet_edges`); moves stay inside the surface.
     """
     from .faceted import inside, sample_inside
 
@@ -313,6 +319,64 @@ def tessellate_faceted(
         inside=lambda q: inside(q, P, tri),
         surface=False,
     )
+    seeds, left = _clear_facet_edges(
+        seeds, P, tri, R0, min_edge, np.random.default_rng([seed, 3]), max_trials
+    )
     vor = Voronoi(_mirrored(seeds, 1.25 * R0))
     per = _ridge_defects(vor, n, R0, min_edge, surface=False)
-    return Tessellation(seeds, seeds, vor, axes, R0, int(per.sum()))
+    return Tessellation(seeds, seeds, vor, axes, R0, int(per.sum()) + left)
+
+
+def _clear_facet_edges(
+    seeds: np.ndarray,
+    P: np.ndarray,
+    tri: np.ndarray,
+    R0: float,
+    tol: float,
+    rng: np.random.Generator,
+    max_trials: int,
+) -> tuple[np.ndarray, int]:
+    """Greedy single-seed moves until no grain boundary crosses a facet edge within ``tol`` of
+    another crossing or of the edge's ends (and no new short interior edge appears).
+
+    Facet-edge samples are labelled with their nearest Voronoi point; a move relabels only the
+    samples of the moved seed's old and new cell. Returns the seeds and the defects left.
+    """
+    from .faceted import edge_samples, facet_edge_defects, inside
+
+    n = len(seeds)
+    S, eid, ds = edge_samples(P, tri, tol / 3.0)
+    full = _mirrored(seeds, 1.25 * R0)
+    dist, lab = cKDTree(full).query(S)
+    count, bad = facet_edge_defects(lab, eid, ds, tol, n)
+    spacing = (4.0 / 3.0 * np.pi * R0**3 / n) ** (1.0 / 3.0)
+    reach = 4.0 * spacing
+    vor, _ = _diagram(seeds, R0, tol, reach)
+    inner = int(_ridge_defects(vor, n, R0, tol, surface=False).sum())
+    trials = 0
+    while count > 0 and trials < max_trials and len(bad):
+        for k in bad:
+            if trials >= max_trials:
+                break
+            p = seeds[k] + rng.normal(0.0, 0.08 * spacing, 3)
+            trials += 1
+            if not inside(p[None], P, tri)[0]:
+                continue
+            trial = seeds.copy()
+            trial[k] = p
+            tfull = _mirrored(trial, 1.25 * R0)
+            idx = np.flatnonzero(np.isin(lab, k + n * np.arange(7)))
+            near = np.flatnonzero(np.linalg.norm(S - p, axis=1) < dist + 1e-12)
+            idx = np.union1d(idx, near)
+            d2, l2 = dist.copy(), lab.copy()
+            d2[idx], l2[idx] = cKDTree(tfull).query(S[idx])
+            c2, b2 = facet_edge_defects(l2, eid, ds, tol, n)
+            if c2 >= count:
+                continue
+            v2, _ = _diagram(trial, R0, tol, reach)
+            i2 = int(_ridge_defects(v2, n, R0, tol, surface=False).sum())
+            if i2 > inner:
+                continue
+            seeds, dist, lab, count, bad, inner = trial, d2, l2, c2, b2, i2
+            break
+    return seeds, count
