@@ -185,15 +185,17 @@ def test_effective_gb_toughness(verification):
 
 
 def test_fracture_summary_of_baseline():
-    """The baseline parameter set: sigma_c(bulk) = 0.3248 sqrt(E Gc/l) = 1.99 GPa (1e-3) and the
-    effective GB strength lies between the nominal GB and the bulk strength."""
+    """The baseline parameter set (Gc_bulk = 20, Gc_GB = 0.74 J/m^2, l = l_gamma = 0.2 µm):
+    sigma_c(bulk) = (3 sqrt(3)/16) sqrt(E Gc/l) = 1.26 GPa (1e-3), the effective GB strength
+    between the nominal GB and the bulk strength, G_eff/Gc_bulk = 0.364 (params file, 0.01)."""
     p, _ = config.load_parameters(config.find_parameter_set("nmc811_parks2023"))
+    f = p.fracture
     s = fracture_summary(p)
-    assert (
-        abs(s["sigma_c_bulk_Pa"] / (3 * np.sqrt(3) / 16 * np.sqrt(150e9 * 50 / 0.2e-6)) - 1) < 1e-3
-    )
+    exact = 3 * np.sqrt(3) / 16 * np.sqrt(p.mechanics.E_particle_Pa * f.Gc_bulk_J_m2 / f.l_m)
+    assert abs(s["sigma_c_bulk_Pa"] / exact - 1) < 1e-3
+    assert abs(s["sigma_c_bulk_Pa"] / 1.26e9 - 1) < 1e-2
     assert s["sigma_c_GB_nominal_Pa"] < s["sigma_c_GB_effective_Pa"] < s["sigma_c_bulk_Pa"]
-    assert abs(s["G_eff_over_Gc_bulk"] - 0.45) < 0.01
+    assert abs(s["G_eff_over_Gc_bulk"] - 0.364) < 0.01
 
 
 def test_at2_bar_spectral_split_runs():
