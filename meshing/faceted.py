@@ -152,3 +152,81 @@ def facet_edge_defects(
     short = (length < tol) & (runs_per_edge[eid[starts]] > 1)
     seeds = np.unique(lab[starts[short]])
     return int(short.sum()), seeds[seeds < n]
+
+
+def pierce_defects(
+    vor, P: np.ndarray, tri: np.ndarray, tol: float, n: int
+) -> tuple[int, np.ndarray]:
+    """Voronoi edges piercing a facet within ``tol`` of the facet's edges, or two piercings
+    closer than ``tol`` (the grains' corners on the surface); returns the count and the seeds
+    (< n) around them. Brute force over edge/triangle pairs near each other (KD-tree filter)."""
+    from itertools import chain
+
+    from scipy.spatial import cKDTree
+
+    V = vor.vertices
+    rv = vor.ridge_vertices
+    lens = np.fromiter(map(len, rv), int, len(rv))
+    flat = np.fromiter(chain.from_iterable(rv), int, int(lens.sum()))
+    starts = np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(int)
+    prev = np.arange(flat.size) - 1
+    prev[starts] = starts + lens - 1
+    a0, b0 = flat, flat[prev]
+    ok = (a0 >= 0) & (b0 >= 0)
+    if not ok.any():
+        return 0, np.zeros(0, int)
+    E = np.unique(np.column_stack([np.minimum(a0, b0)[ok], np.maximum(a0, b0)[ok]]), axis=0)
+    A, B, C = P[tri[:, 0]], P[tri[:, 1]], P[tri[:, 2]]
+    cen = (A + B + C) / 3.0
+    rad = np.linalg.norm(np.stack([A, B, C]) - cen, axis=2).max()
+    X0, X1 = V[E[:, 0]], V[E[:, 1]]
+    mid, half = 0.5 * (X0 + X1), 0.5 * np.linalg.norm(X1 - X0, axis=1)
+    # only edges that can reach the surface
+    near = cKDTree(cen).query(mid, distance_upper_bound=np.inf)[0] < half + rad
+    X0, X1, mid, half = X0[near], X1[near], mid[near], half[near]
+    tree = cKDTree(cen)
+    cands = tree.query_ball_point(mid, half + rad)
+    nc = np.fromiter(map(len, cands), int, len(cands))
+    if nc.sum() == 0:
+        return 0, np.zeros(0, int)
+    ei = np.repeat(np.arange(len(cands)), nc)
+    ti = np.fromiter(chain.from_iterable(cands), int, int(nc.sum()))
+    O, D = X0[ei], X1[ei] - X0[ei]
+    a, b, c = A[ti], B[ti], C[ti]
+    e1, e2 = b - a, c - a
+    pv = np.cross(D, e2)
+    det = np.einsum("ij,ij->i", e1, pv)
+    ok = np.abs(det) > 1e-14
+    inv = np.where(ok, 1.0 / np.where(ok, det, 1.0), 0.0)
+    tv = O - a
+    u = np.einsum("ij,ij->i", tv, pv) * inv
+    qv = np.cross(tv, e1)
+    v = np.einsum("ij,ij->i", D, qv) * inv
+    t = np.einsum("ij,ij->i", e2, qv) * inv
+    hit = ok & (u >= 0) & (v >= 0) & (u + v <= 1) & (t >= 0) & (t <= 1)
+    if not hit.any():
+        return 0, np.zeros(0, int)
+    X = O[hit] + t[hit, None] * D[hit]
+    w = np.column_stack([1 - u[hit] - v[hit], u[hit], v[hit]])
+    # distance to the edge opposite vertex k = w_k * (2 area) / |opposite edge|
+    a, b, c = a[hit], b[hit], c[hit]
+    area2 = np.linalg.norm(np.cross(b - a, c - a), axis=1)
+    opp = np.column_stack(
+        [
+            np.linalg.norm(c - b, axis=1),
+            np.linalg.norm(c - a, axis=1),
+            np.linalg.norm(b - a, axis=1),
+        ]
+    )
+    d_edge = (w * area2[:, None] / opp).min(axis=1)
+    bad_pt = d_edge < tol
+    pairs = (
+        cKDTree(X).query_pairs(tol, output_type="ndarray") if len(X) > 1 else np.zeros((0, 2), int)
+    )
+    bad_pt[pairs.ravel()] = True
+    count = int(np.count_nonzero(d_edge < tol)) + len(pairs)
+    if not bad_pt.any():
+        return count, np.zeros(0, int)
+    _, idx = cKDTree(vor.points).query(X[bad_pt], k=3)
+    seeds = np.unique(idx)
+    return count, seeds[seeds < n]

@@ -336,23 +336,30 @@ def _clear_facet_edges(
     rng: np.random.Generator,
     max_trials: int,
 ) -> tuple[np.ndarray, int]:
-    """Greedy single-seed moves until no grain boundary crosses a facet edge within ``tol`` of
-    another crossing or of the edge's ends (and no new short interior edge appears).
+    """Greedy single-seed moves against surface defects of the faceted route: grain boundaries
+    crossing a facet edge within ``tol`` of another crossing or of the edge's ends, Voronoi
+    edges piercing a facet within ``tol`` of its edges, and piercings closer than ``tol``. A
+    move is kept if that count drops and no short interior edge appears.
 
     Facet-edge samples are labelled with their nearest Voronoi point; a move relabels only the
     samples of the moved seed's old and new cell. Returns the seeds and the defects left.
     """
-    from .faceted import edge_samples, facet_edge_defects, inside
+    from .faceted import edge_samples, facet_edge_defects, inside, pierce_defects
 
     n = len(seeds)
     S, eid, ds = edge_samples(P, tri, tol / 3.0)
-    full = _mirrored(seeds, 1.25 * R0)
-    dist, lab = cKDTree(full).query(S)
-    count, bad = facet_edge_defects(lab, eid, ds, tol, n)
+    dist, lab = cKDTree(_mirrored(seeds, 1.25 * R0)).query(S)
     spacing = (4.0 / 3.0 * np.pi * R0**3 / n) ** (1.0 / 3.0)
     reach = 4.0 * spacing
+
+    def surface_count(vor: Voronoi, lab_: np.ndarray) -> tuple[int, np.ndarray, int]:
+        c1, b1 = facet_edge_defects(lab_, eid, ds, tol, n)
+        c2, b2 = pierce_defects(vor, P, tri, tol, n)
+        inner_ = int(_ridge_defects(vor, n, R0, tol, surface=False).sum())
+        return c1 + c2, np.union1d(b1, b2), inner_
+
     vor, _ = _diagram(seeds, R0, tol, reach)
-    inner = int(_ridge_defects(vor, n, R0, tol, surface=False).sum())
+    count, bad, inner = surface_count(vor, lab)
     trials = 0
     while count > 0 and trials < max_trials and len(bad):
         for k in bad:
@@ -364,18 +371,13 @@ def _clear_facet_edges(
                 continue
             trial = seeds.copy()
             trial[k] = p
-            tfull = _mirrored(trial, 1.25 * R0)
             idx = np.flatnonzero(np.isin(lab, k + n * np.arange(7)))
-            near = np.flatnonzero(np.linalg.norm(S - p, axis=1) < dist + 1e-12)
-            idx = np.union1d(idx, near)
+            idx = np.union1d(idx, np.flatnonzero(np.linalg.norm(S - p, axis=1) < dist + 1e-12))
             d2, l2 = dist.copy(), lab.copy()
-            d2[idx], l2[idx] = cKDTree(tfull).query(S[idx])
-            c2, b2 = facet_edge_defects(l2, eid, ds, tol, n)
-            if c2 >= count:
-                continue
+            d2[idx], l2[idx] = cKDTree(_mirrored(trial, 1.25 * R0)).query(S[idx])
             v2, _ = _diagram(trial, R0, tol, reach)
-            i2 = int(_ridge_defects(v2, n, R0, tol, surface=False).sum())
-            if i2 > inner:
+            c2, b2, i2 = surface_count(v2, l2)
+            if c2 >= count or i2 > inner:
                 continue
             seeds, dist, lab, count, bad, inner = trial, d2, l2, c2, b2, i2
             break
