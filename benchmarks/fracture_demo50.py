@@ -38,17 +38,15 @@ from solver.quasistatic import FractureSettings, QuasiStaticFracture  # noqa: E4
 def build_domain(h: float, seed: int, comm) -> tuple[M.ParticleDomain, str]:
     """Bundle-based domain if the meshing package provides it, else the test fallback."""
     try:
-        from solver.domain import load_bundle  # type: ignore[import-not-found]  # noqa: F401
-
         from meshing import build_bundle  # type: ignore[attr-defined]  # noqa: F401
+        from solver.domain import load_bundle  # type: ignore[import-not-found]  # noqa: F401
 
         have_bundle = True
     except ImportError:
         have_bundle = False
     if have_bundle and os.environ.get("POLYCRACK_DEMO50_FALLBACK") != "1":
-        from solver.domain import load_bundle
-
         from meshing import build_bundle
+        from solver.domain import load_bundle
 
         geometry = config.GeometryConfig.model_validate(
             {

@@ -247,7 +247,9 @@ def test_parameter_file_entry_without_value(tmp_path):
 def test_parameter_set_by_path_relative_to_case(tmp_path):
     (tmp_path / "sets").mkdir()
     src = (params.PARAMS_DIR / "nmc811_parks2023.yaml").read_text()
-    (tmp_path / "sets" / "mine.yaml").write_text(src.replace("Gc_bulk_J_m2: {value: 20.0", "Gc_bulk_J_m2: {value: 40.0"))
+    (tmp_path / "sets" / "mine.yaml").write_text(
+        src.replace("Gc_bulk_J_m2: {value: 20.0", "Gc_bulk_J_m2: {value: 40.0")
+    )
     rc = load_case(_write(tmp_path, _with("material.set", "sets/mine.yaml")))
     assert rc.params.fracture.Gc_bulk_J_m2 == 40.0
     # the shipped relative table name falls back to params/data when not beside the copied set
