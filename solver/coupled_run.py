@@ -200,6 +200,7 @@ class CoupledRun:
             newton_max_iterations=cfg.newton_max_iterations,
             limiters=[cp.dphi_limiter(cfg.max_dphi_per_step)],
         )
+        st.on_reject = self._log
         lattice = mat.LatticeStrains.from_params(rc.params, rc.lattice_table_path)
         ndofs = {
             n: f.function_space.dofmap.index_map.size_global * f.function_space.dofmap.index_map_bs

@@ -135,6 +135,8 @@ class AdaptiveBDF:
         self.comm = comm or fields[0].function_space.mesh.comm
         self.t = 0.0
         self.stats = StepStats()
+        #: called with a one-line message for every rejected attempt (progress output)
+        self.on_reject: Callable[[str], None] | None = None
         self._states: list[list[np.ndarray]] = [self._snapshot()]
         self._times: list[float] = [0.0]
 
@@ -234,7 +236,7 @@ class AdaptiveBDF:
             res, pred, order = self._solve_once(dt)
             if not res.converged:
                 self.stats.rejected_newton += 1
-                self.stats.log.append((self.t, dt, "newton", res.reason))
+                self._rejected(dt, "newton", res.reason, res)
                 self.discard()
                 retries += 1
                 if retries > self.max_retries:
@@ -250,7 +252,7 @@ class AdaptiveBDF:
             fac = SAFETY * err ** (-1.0 / k1) if err > 0 else MAX_GROWTH
             if err > 1.0:
                 self.stats.rejected_error += 1
-                self.stats.log.append((self.t, dt, "error", err))
+                self._rejected(dt, "error", err, res)
                 self.discard()
                 retries += 1
                 if retries > 4 * self.max_retries:
@@ -268,7 +270,7 @@ class AdaptiveBDF:
                 lf = float(lim(dt))
                 if lf < 1.0:
                     self.stats.rejected_limiter += 1
-                    self.stats.log.append((self.t, dt, "limiter", lf))
+                    self._rejected(dt, "limiter", lf, res)
                     self.discard()
                     dt = max(dt * max(lf, MIN_SHRINK), self.dt_min)
                     rejected = True
@@ -281,6 +283,24 @@ class AdaptiveBDF:
                 continue
             dt_next = min(self.dt_max, max(self.dt_min, dt * fac))
             return Trial(dt, order, err, its, dt_next, retries)
+
+    def _rejected(self, dt: float, kind: str, value: float, res: object) -> None:
+        """Record a rejected attempt (``stats.log``) and report it through ``on_reject``."""
+        self.stats.log.append((self.t, dt, kind, value))
+        if self.on_reject is None:
+            return
+        what = {
+            "newton": f"Newton failed (reason {value})",
+            "error": f"local error {value:.3g} > 1",
+            "limiter": f"max dphi limiter factor {value:.3g}",
+        }[kind]
+        its = getattr(res, "iterations", 0)
+        lits = getattr(res, "linear_iterations", 0)
+        secs = getattr(res, "seconds", 0.0)
+        self.on_reject(
+            f"  rejected at t = {self.t / 3600.0:.4f} h, dt = {dt:.4g} s: {what} "
+            f"({its} Newton, {lits} Krylov, {secs:.1f} s)"
+        )
 
     def commit(self, trial: Trial) -> None:
         """Accept the trial: the fields become the newest state."""

@@ -93,5 +93,10 @@ def test_adaptive_error_follows_tolerance_and_cutback():
     assert out[0][0] / out[1][0] > 5 and out[1][1] > out[0][1], out
     st, y = _decay(3.0, 1e-6, 1e-3, 1.0)
     _integrate(st, 0.01, 1e-3)
+    messages: list[str] = []
+    st.on_reject = messages.append
+    before = st.stats.rejected_error
     tr = st.attempt(0.5)
     assert st.stats.rejected_error > 0 and tr.dt < 0.1 and tr.error <= 1.0
+    # every rejected attempt is reported (progress output of long runs)
+    assert len(messages) == st.stats.rejected_error - before > 0 and "local error" in messages[0]
