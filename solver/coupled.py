@@ -47,9 +47,11 @@ class StaggeredResult(NewtonResult):
 
 
 #: ``solver.linear: auto`` picks exact LU (``mumps``) up to this many unknowns, ``fieldsplit``
-#: above. Measured (benchmarks/results/coupled_solvers_*.json): 22 k unknowns (50 grains,
-#: h = 0.8 µm) LU is competitive; 163 k (400 grains, h = 0.4 µm) fieldsplit is 4.3x faster per step.
-AUTO_MUMPS_MAX_UNKNOWNS = 60_000
+#: above. Measured on a quiet 2-core machine (README, "Solver options"): at 22 k unknowns (the
+#: demo) a fresh LU per Newton iteration costs 1.5 s against 0.76 s of Jacobian assembly, and
+#: fieldsplit finishes the same steps 1.8x faster (mumps_lagged 1.7x); at 163 k (400 grains,
+#: h = 0.4 µm) fieldsplit is 4.3x faster per step (benchmarks/results/coupled_solvers_400_*.json).
+AUTO_MUMPS_MAX_UNKNOWNS = 20_000
 
 
 def auto_linear(unknowns: int) -> str:

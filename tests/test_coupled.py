@@ -101,7 +101,8 @@ def test_ranks_agree(mpi_tmp_path):
 def test_auto_linear_picks_lu_for_small_and_fieldsplit_for_large_problems():
     from solver.coupled import AUTO_MUMPS_MAX_UNKNOWNS, CoupledProblem, auto_linear
 
-    assert auto_linear(22_000) == "mumps"  # the demo
+    assert auto_linear(10_000) == "mumps"
+    assert auto_linear(22_000) == "fieldsplit"  # the demo
     assert auto_linear(163_000) == "fieldsplit"  # 400 grains at h = 0.4 µm
     assert auto_linear(AUTO_MUMPS_MAX_UNKNOWNS) == "mumps"
     assert auto_linear(AUTO_MUMPS_MAX_UNKNOWNS + 1) == "fieldsplit"
