@@ -24,11 +24,16 @@ from dataclasses import dataclass, field
 
 from .config import CCStep, CVStep, RestStep, SolverConfig
 from .electrochem import Electrochemistry
-from .errors import SolverFailure
+from .errors import InputError, SolverFailure
 from .stepping import AdaptiveBDF, Trial
 
 EVENT_CURRENT_RTOL = 1e-3
 MAX_EVENT_ITERATIONS = 30
+#: Largest |V_set - V| (V) a ``cv`` step may start with. A potentiostatic jump of ~1 V drives a
+#: Butler-Volmer current ~e^17 times the exchange current: the surface saturates within
+#: milliseconds and the stepper spends minutes cutting dt (a CV at 4.5 V from 3.62 V was seen
+#: retrying for > 5 min). Such a step is a protocol mistake (a missing ``cc`` before the hold).
+CV_MAX_JUMP_V = 0.25
 
 __all__ = ["ProtocolRunner", "StepSummary", "EVENT_CURRENT_RTOL"]
 
@@ -143,6 +148,14 @@ class ProtocolRunner:
         st = self.stepper
         event, t_max = self._configure(step)
         if loop is None:
+            if isinstance(step, CVStep) and abs(step.voltage_V - self.ec.voltage) > CV_MAX_JUMP_V:
+                raise InputError(
+                    f"protocol step {k} (cv at voltage_V = {step.voltage_V:g} V) starts at "
+                    f"{self.ec.voltage:.4g} V: a potentiostatic jump of "
+                    f"{abs(step.voltage_V - self.ec.voltage):.3g} V (> {CV_MAX_JUMP_V} V) is "
+                    "not resolvable in time; put a cc step with "
+                    f"until_voltage_V: {step.voltage_V:g} before it"
+                )
             summ = StepSummary(k, step.type, st.t)
             st.restart()
             dt = self.cfg.dt_initial_s

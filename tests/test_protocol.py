@@ -43,3 +43,22 @@ def test_event_location_with_large_steps():
     assert abs(s[2].voltage_end_V - 4.0) <= cfg.event_voltage_tol_V
     assert s[2].current_end_A < 0
     assert abs(s[3].duration_s - 1234.5) < 1e-9 and abs(s[4].duration_s - 100.0) < 1e-9
+
+
+def test_cv_jump_is_refused():
+    """A cv hold far from the present voltage (no cc before it) is an input error naming the
+    step and the voltages, raised before any step is taken."""
+    from solver.errors import InputError
+
+    rc = load_case(REPO / "examples/sphere_electrochem.yaml", [])
+    cfg = rc.case.solver
+    msh, _, ft = particle_sphere(7.0, 1.6)
+    ec = Electrochemistry(msh, ft, INTERFACE, rc.params.electrochemistry)
+    _, stepper = electrochem_solver(ec, cfg)
+    v0 = ec.voltage
+    with pytest.raises(InputError, match=r"protocol step 0 \(cv at voltage_V = 4\.5 V\)"):
+        ProtocolRunner(ec, stepper, [CVStep(type="cv", voltage_V=4.5, max_time_s=60)], cfg).run()
+    assert stepper.t == 0.0 and ec.voltage == v0
+    # a small step onto the present voltage is fine
+    s = ProtocolRunner(ec, stepper, [CVStep(type="cv", voltage_V=v0 + 0.01, max_time_s=60)], cfg)
+    assert s.run()[0].end_reason == "time"
