@@ -26,25 +26,7 @@ sys.path.insert(0, str(REPO))
 from meshing.build import build_bundle  # noqa: E402
 from solver.config import GeometryConfig  # noqa: E402
 from solver.exports import git_commit  # noqa: E402
-
-
-def dumbbell_stl(path: Path, size_um: float = 0.5) -> Path:
-    """Two balls of radius 4 µm at x = ±6 µm joined by a cylinder of radius 1.5 µm."""
-    import gmsh
-
-    gmsh.initialize(interruptible=False)
-    try:
-        gmsh.option.setNumber("General.Terminal", 0)
-        occ = gmsh.model.occ
-        a, b = occ.addSphere(-6, 0, 0, 4.0), occ.addSphere(6, 0, 0, 4.0)
-        occ.fuse([(3, a)], [(3, b), (3, occ.addCylinder(-6, 0, 0, 12.0, 0, 0, 1.5))])
-        occ.synchronize()
-        gmsh.option.setNumber("Mesh.MeshSizeMax", size_um)
-        gmsh.model.mesh.generate(2)
-        gmsh.write(str(path))
-    finally:
-        gmsh.finalize()
-    return path
+from tests.meshes import dumbbell_stl  # noqa: E402
 
 
 def main() -> None:

@@ -65,3 +65,24 @@ def particle_sphere(radius_um: float, h_um: float, comm: MPI.Comm = MPI.COMM_WOR
     if key not in _CACHE:
         _CACHE[key] = sphere_particle_mesh(radius_um, h_um, comm)
     return _CACHE[key]
+
+
+def dumbbell_stl(path, neck_radius_um: float = 1.5, size_um: float = 0.5):
+    """STL of two balls of radius 4 µm at x = ±6 µm joined by a cylinder (a particle that is
+    not star-shaped about its centroid: the faceted meshing route); returns ``path``."""
+    import gmsh
+
+    gmsh.initialize(interruptible=False)
+    try:
+        gmsh.option.setNumber("General.Terminal", 0)
+        occ = gmsh.model.occ
+        a, b = occ.addSphere(-6, 0, 0, 4.0), occ.addSphere(6, 0, 0, 4.0)
+        neck = occ.addCylinder(-6, 0, 0, 12.0, 0, 0, neck_radius_um)
+        occ.fuse([(3, a)], [(3, b), (3, neck)])
+        occ.synchronize()
+        gmsh.option.setNumber("Mesh.MeshSizeMax", size_um)
+        gmsh.model.mesh.generate(2)
+        gmsh.write(str(path))
+    finally:
+        gmsh.finalize()
+    return path

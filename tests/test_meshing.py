@@ -242,20 +242,9 @@ def test_faceted_route_for_non_star_shaped_surface(tmp_path):
     it with all grain tags, grains summing to the decimated surface's volume, GB facets on the
     bisector planes and no regularisation defect left (quality bound loose: that route still
     leaves some slivers)."""
-    import gmsh
+    from tests.meshes import dumbbell_stl
 
-    gmsh.initialize(interruptible=False)
-    try:
-        gmsh.option.setNumber("General.Terminal", 0)
-        occ = gmsh.model.occ
-        a, b = occ.addSphere(-6, 0, 0, 4.0), occ.addSphere(6, 0, 0, 4.0)
-        occ.fuse([(3, a)], [(3, b), (3, occ.addCylinder(-6, 0, 0, 12.0, 0, 0, 1.0))])
-        occ.synchronize()
-        gmsh.option.setNumber("Mesh.MeshSizeMax", 0.8)
-        gmsh.model.mesh.generate(2)
-        gmsh.write(str(tmp_path / "dumbbell.stl"))
-    finally:
-        gmsh.finalize()
+    dumbbell_stl(tmp_path / "dumbbell.stl", neck_radius_um=1.0, size_um=0.8)
     geo = GeometryConfig.model_validate(
         {
             "particle": {"source": "surface", "file": str(tmp_path / "dumbbell.stl")},
