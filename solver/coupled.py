@@ -5,8 +5,8 @@ Fields (MODEL.md section 2): Li fraction x and voltage V on the particle submesh
 on the particle (:func:`solver.mechanics.build_blocks`); γ is solved once, H is lagged and
 updated after every accepted step. The residuals ``[F_x, F_V, F_u, F_φ]`` go into one
 :class:`solver.nonlinear.BlockNewton` (``solver.linear``: mumps, mumps_lagged, fieldsplit) whose
-fieldsplit sweep is (x, V) by LU → u by GAMG → φ by GAMG, the order of the physical coupling
-(x does not depend on u or φ; u depends on x and φ; φ on u).
+fieldsplit sweep is x by GAMG → V exactly → u by GAMG → φ by GAMG, the order of the physical
+coupling (x does not depend on u or φ; u depends on x and φ; φ on u).
 
 ``solver.linear: staggered`` — and the automatic fallback after repeated monolithic failures —
 solves (x, V) by Newton, then alternates u (φ fixed) and φ (u fixed) until the largest change of

@@ -6,13 +6,17 @@
 - ``mumps_lagged``: GMRES preconditioned by one MUMPS factorisation that is kept across Newton
   iterations and time steps (``snes_lag_preconditioner -1``, persistent) and rebuilt only when a
   solve fails — the Jacobian is still assembled every iteration for the Krylov products;
-- ``fieldsplit``: GMRES with a multiplicative block preconditioner; the displacement block gets
-  GAMG with the rigid-body near-nullspace (block size 3), scalar fields GAMG, the one-DOF
-  voltage block an exact solve.
+- ``fieldsplit``: FGMRES with a multiplicative block preconditioner, one split per field: the
+  displacement gets GAMG with the rigid-body near-nullspace (block size 3), scalar fields GAMG,
+  the one-DOF voltage block its exact inverse (Jacobi on a 1x1 block). The dense coupling of V
+  to the surface Li content (a rank-one border) is left to the Krylov method.
 
-The monolithic matrix is always ``kind="mpi"`` (one AIJ matrix), so MUMPS and fieldsplit work on
-the same assembled operator. Block index sets for fieldsplit follow DOLFINx's layout of a
-blocked "mpi" vector: on each rank, the owned DOFs of field 0, then of field 1, and so on.
+MUMPS needs one AIJ matrix (``kind="mpi"``). ``fieldsplit`` assembles a MATNEST instead
+(``kind="nest"``): every split is a block of the nest, so the preconditioner takes its operators
+without copying them, and the monolithic sparsity pattern (whose construction peaked at ~3.3 KB
+per unknown above the steady state) is never built. Measured on the 50-grain particle at 168 k
+unknowns, 1 rank: peak memory 1193 -> 901 MB, the same Newton iterations, Krylov iterations
+per Newton step 18.8 -> 20.6 (the Li-content block by GAMG instead of an exact LU of (x, V)).
 """
 
 from __future__ import annotations
@@ -104,20 +108,6 @@ def rigid_body_modes(V: fem.FunctionSpace) -> PETSc.NullSpace:
     return PETSc.NullSpace().create(vectors=basis, comm=V.mesh.comm)
 
 
-def block_index_sets(spaces: list[fem.FunctionSpace], comm: MPI.Comm) -> list[PETSc.IS]:
-    """Global index sets of each field in a blocked ``kind="mpi"`` vector."""
-    sizes = [V.dofmap.index_map.size_local * V.dofmap.index_map_bs for V in spaces]
-    offset = comm.exscan(sum(sizes)) or 0
-    out = []
-    for V, n in zip(spaces, sizes, strict=True):
-        iset = PETSc.IS().createStride(n, first=offset, step=1, comm=comm)
-        if V.dofmap.index_map_bs > 1:
-            iset.setBlockSize(V.dofmap.index_map_bs)
-        out.append(iset)
-        offset += n
-    return out
-
-
 def _base_options(linear: str, rtol: float, atol: float, max_it: int, line_search: str) -> dict:
     opts: dict = {
         "snes_type": "newtonls",
@@ -166,12 +156,11 @@ def _base_options(linear: str, rtol: float, atol: float, max_it: int, line_searc
 class BlockNewton:
     """Newton for residuals ``F[i](u)`` with ``u[i]`` the fields, assembled monolithically.
 
-    ``kinds`` names each field for the fieldsplit preconditioner: ``"vector"``, ``"scalar"`` or
-    ``"real"``. ``groups`` (fieldsplit only) lists the splits in the order of the multiplicative
-    sweep, each a list of field indices: a vector field alone gets GAMG with the rigid-body
-    near-nullspace; a group holding the real field (e.g. Li content with the voltage, a bordered
-    block whose V-row is dense) gets an exact MUMPS LU; other scalar groups get GAMG. Put
-    fields that others depend on first (transport, then displacement, then damage).
+    ``kinds`` names each field for the fieldsplit preconditioner: ``"vector"`` (GAMG with the
+    rigid-body near-nullspace), ``"scalar"`` (GAMG) or ``"real"`` (one global DOF, exact 1x1
+    inverse). ``groups`` (fieldsplit only) gives the order of the multiplicative sweep as lists
+    of field indices (flattened: every field is its own split). Put fields that others depend on
+    first (transport, then displacement, then damage).
     """
 
     def __init__(
@@ -203,7 +192,7 @@ class BlockNewton:
             u,
             bcs=bcs or [],
             entity_maps=entity_maps,
-            kind="mpi",
+            kind="nest" if linear == "fieldsplit" else "mpi",
             petsc_options_prefix=prefix,
             petsc_options=opts,
         )
@@ -212,36 +201,26 @@ class BlockNewton:
             self._setup_fieldsplit(prefix, groups or [[i] for i in range(len(u))])
 
     def _setup_fieldsplit(self, prefix: str, groups: list[list[int]]) -> None:
-        spaces = [f.function_space for f in self.u]
-        isets = block_index_sets(spaces, self.comm)
+        order = [i for g in groups for i in g]
+        if sorted(order) != list(range(len(self.u))):
+            raise ValueError(f"groups {groups} must name every field exactly once")
+        isets = self.problem.A.getNestISs()[0]  # this rank's rows of each field
         pc = self.snes.getKSP().getPC()
         opts = PETSc.Options()
         splits = []
-        for g, members in enumerate(groups):
-            kinds = {self.kinds[i] for i in members}
-            p = f"{prefix}fieldsplit_s{g}_"
+        for i in order:
+            p = f"{prefix}fieldsplit_f{i}_"
             opts[p + "ksp_type"] = "preonly"
-            if "vector" in kinds:
-                if len(members) != 1:
-                    raise ValueError("a vector field needs a split of its own")
-                iset = isets[members[0]]
-                iset.compose("nearnullspace", rigid_body_modes(spaces[members[0]]))
-                opts[p + "pc_type"] = "gamg"
-                opts[p + "pc_gamg_threshold"] = 0.02
-                opts[p + "mg_levels_ksp_type"] = "chebyshev"
-                opts[p + "mg_levels_pc_type"] = "jacobi"
-            elif "real" in kinds:  # a bordered block (e.g. x with V): exact LU of the group
-                idx = np.concatenate([isets[i].getIndices() for i in members]).astype(np.int32)
-                iset = PETSc.IS().createGeneral(idx, comm=self.comm)
-                opts[p + "pc_type"] = "lu"
-                opts[p + "pc_factor_mat_solver_type"] = "mumps"
+            if self.kinds[i] == "real":  # one global DOF: Jacobi is its exact inverse
+                opts[p + "pc_type"] = "jacobi"
             else:
-                idx = np.concatenate([isets[i].getIndices() for i in members]).astype(np.int32)
-                iset = PETSc.IS().createGeneral(idx, comm=self.comm)
                 opts[p + "pc_type"] = "gamg"
                 opts[p + "mg_levels_ksp_type"] = "chebyshev"
                 opts[p + "mg_levels_pc_type"] = "jacobi"
-            splits.append((f"s{g}", iset))
+                if self.kinds[i] == "vector":
+                    isets[i].compose("nearnullspace", rigid_body_modes(self.u[i].function_space))
+                    opts[p + "pc_gamg_threshold"] = 0.02
+            splits.append((f"f{i}", isets[i]))
         pc.setFieldSplitIS(*splits)
         pc.setFromOptions()
         self.snes.getKSP().setFromOptions()
