@@ -180,9 +180,14 @@ def run_one(h: float, refine: int, solver: str, steps: int) -> dict:
             peak_run.append(comm.allreduce(_rss_mb(), op=MPI.SUM))  # before the bare solve
             nw = self.newton
             if nw is not None and nw.problem._A is not None:
-                info = nw.problem._A.getInfo()  # local to this rank
-                bare["jacobian_nnz"] = comm.allreduce(info["nz_allocated"], op=MPI.SUM)
-                bare["jacobian_mb"] = comm.allreduce(info["memory"], op=MPI.SUM) / 2**20
+                J = nw.problem._A
+                blocks = [J]
+                if J.getType() == "nest":  # fieldsplit: sum over the non-empty blocks
+                    nr, nc = J.getNestSize()
+                    blocks = [J.getNestSubMatrix(i, j) for i in range(nr) for j in range(nc)]
+                nnz = sum(b.getInfo()["nz_allocated"] for b in blocks if b is not None and b.handle)
+                bare["jacobian_nnz"] = comm.allreduce(nnz, op=MPI.SUM)
+                bare["jacobian_kind"] = J.getType()
                 A = nw.problem._A.copy()
                 # a random right-hand side of unit size: the last Newton residual is tiny and
                 # would stop the Krylov solver early on the absolute tolerance
