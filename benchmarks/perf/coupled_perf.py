@@ -239,6 +239,9 @@ def run_one(h: float, refine: int, solver: str, steps: int) -> dict:
         "h_um": h,
         "refine_levels": refine,
         "solver": solver,
+        # fieldsplit on a MATNEST Jacobian (one split per field) since 2026-12-02; earlier rows
+        # are fieldsplit on one AIJ matrix with an LU of (x, V)
+        "variant": solver + (" (nest)" if bare.get("jacobian_kind") == "nest" else ""),
         "ranks": comm.size,
         "cells": rec["mesh"]["cells"],
         "unknowns": n,
@@ -280,6 +283,11 @@ def run_one(h: float, refine: int, solver: str, steps: int) -> dict:
     return _derive(row)
 
 
+def _variant(r: dict) -> str:
+    """Solver label of a row: ``fieldsplit (nest)`` for the MATNEST fieldsplit."""
+    return r.get("variant", r["solver"])
+
+
 def _append(row: dict) -> None:
     doc = json.loads(OUT_JSON.read_text()) if OUT_JSON.is_file() else {}
     doc.setdefault("benchmark", "coupled_perf")
@@ -292,11 +300,11 @@ def _append(row: dict) -> None:
     rows = [
         r
         for r in doc.get("rows", [])
-        if (r["h_um"], r["refine_levels"], r["solver"], r["ranks"])
-        != (row["h_um"], row["refine_levels"], row["solver"], row["ranks"])
+        if (r["h_um"], r["refine_levels"], _variant(r), r["ranks"])
+        != (row["h_um"], row["refine_levels"], _variant(row), row["ranks"])
     ]
     rows.append(row)
-    rows.sort(key=lambda r: (r["ranks"], r["unknowns"], r["solver"]))
+    rows.sort(key=lambda r: (r["ranks"], r["unknowns"], _variant(r)))
     doc["rows"] = rows
     OUT_JSON.write_text(json.dumps(doc, indent=1, default=str))
 
@@ -362,8 +370,8 @@ def plot() -> None:
 
     rows = load_rows()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
-    styles = {"mumps": "o", "mumps_lagged": "s", "fieldsplit": "^"}
-    colors = {"mumps": "C1", "mumps_lagged": "C2", "fieldsplit": "C0"}
+    styles = {"mumps": "o", "mumps_lagged": "s", "fieldsplit": "^", "fieldsplit (nest)": "v"}
+    colors = {"mumps": "C1", "mumps_lagged": "C2", "fieldsplit": "C0", "fieldsplit (nest)": "C3"}
     for (solver, ranks), grp in _groups(rows).items():
         n = np.array([r["unknowns"] for r in grp])
         t = np.array([r["per_newton_s"]["total"] for r in grp])
@@ -455,11 +463,11 @@ def table() -> str:
         "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
         "| ---: |",
     ]
-    for r in sorted(rows, key=lambda r: (r["unknowns"], r["ranks"], r["solver"])):
+    for r in sorted(rows, key=lambda r: (r["unknowns"], r["ranks"], _variant(r))):
         pn, m = r["per_newton_s"], r["memory"]
         peak = m.get("peak_rss_before_bare_mb_all_ranks") or m["peak_rss_mb_all_ranks"]
         out.append(
-            f"| {r['unknowns']:,} | {r['solver']} | {r['ranks']} | {r['newton_iterations']} "
+            f"| {r['unknowns']:,} | {_variant(r)} | {r['ranks']} | {r['newton_iterations']} "
             f"| {r['krylov_per_newton']:.1f} | {pn['total']:.1f} "
             f"| {pn['residual_assembly'] + pn['jacobian_assembly']:.1f} "
             f"| {pn['linear_solve']:.1f} | {pn.get('other', float('nan')):.1f} "
@@ -474,7 +482,7 @@ def _groups(rows: list[dict]) -> dict[tuple[str, int], list[dict]]:
     g: dict[tuple[str, int], list[dict]] = {}
     for r in sorted(rows, key=lambda r: r["unknowns"]):
         if r["status"] in ("finished", "interrupted"):
-            g.setdefault((r["solver"], r["ranks"]), []).append(r)
+            g.setdefault((_variant(r), r["ranks"]), []).append(r)
     return g
 
 
