@@ -47,7 +47,7 @@ class Interrupted(Exception):
 
 
 class _Signals:
-    """Turn SIGTERM/SIGINT into a flag that every rank agrees on at step boundaries."""
+    """Turn SIGTERM/SIGINT into a flag that every rank agrees on after every step attempt."""
 
     def __init__(self):
         self.received = 0
@@ -200,7 +200,6 @@ class CoupledRun:
             newton_max_iterations=cfg.newton_max_iterations,
             limiters=[cp.dphi_limiter(cfg.max_dphi_per_step)],
         )
-        st.on_reject = self._log
         lattice = mat.LatticeStrains.from_params(rc.params, rc.lattice_table_path)
         ndofs = {
             n: f.function_space.dofmap.index_map.size_global * f.function_space.dofmap.index_map_bs
@@ -283,6 +282,16 @@ class CoupledRun:
             if signum:
                 raise Interrupted(signum)
 
+        def on_reject(msg: str) -> None:
+            # a signal during a run of failing attempts (minutes each at a damage onset) must
+            # not wait for the next accepted step: the fields are back at the committed state
+            self._log(msg)
+            signum = sig.agreed(comm)
+            if signum:
+                self._checkpoint(cp, st, runner, {"fields_written": sorted(written)})
+                raise Interrupted(signum)
+
+        st.on_reject = on_reject
         runner = ProtocolRunner(ec, st, rc.case.protocol, cfg, on_accept)
         t0 = time.perf_counter()
         status, message, code = "finished", "", 0

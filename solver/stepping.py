@@ -236,8 +236,8 @@ class AdaptiveBDF:
             res, pred, order = self._solve_once(dt)
             if not res.converged:
                 self.stats.rejected_newton += 1
-                self._rejected(dt, "newton", res.reason, res)
                 self.discard()
+                self._rejected(dt, "newton", res.reason, res)
                 retries += 1
                 if retries > self.max_retries:
                     raise SolverFailure(
@@ -252,8 +252,8 @@ class AdaptiveBDF:
             fac = SAFETY * err ** (-1.0 / k1) if err > 0 else MAX_GROWTH
             if err > 1.0:
                 self.stats.rejected_error += 1
-                self._rejected(dt, "error", err, res)
                 self.discard()
+                self._rejected(dt, "error", err, res)
                 retries += 1
                 if retries > 4 * self.max_retries:
                     raise SolverFailure(f"local error control failed at t = {self.t:.6g} s")
@@ -270,8 +270,8 @@ class AdaptiveBDF:
                 lf = float(lim(dt))
                 if lf < 1.0:
                     self.stats.rejected_limiter += 1
-                    self._rejected(dt, "limiter", lf, res)
                     self.discard()
+                    self._rejected(dt, "limiter", lf, res)
                     dt = max(dt * max(lf, MIN_SHRINK), self.dt_min)
                     rejected = True
                     break
@@ -285,7 +285,11 @@ class AdaptiveBDF:
             return Trial(dt, order, err, its, dt_next, retries)
 
     def _rejected(self, dt: float, kind: str, value: float, res: object) -> None:
-        """Record a rejected attempt (``stats.log``) and report it through ``on_reject``."""
+        """Record a rejected attempt (``stats.log``) and report it through ``on_reject``.
+
+        Called after :meth:`discard`: the fields hold the last committed state, so the callback
+        may write a checkpoint (or raise to stop the run).
+        """
         self.stats.log.append((self.t, dt, kind, value))
         if self.on_reject is None:
             return

@@ -133,3 +133,40 @@ def _run_case(out, comm, linear):
     rec = CoupledRun(rc, out, comm, dom=_domain(comm), verbose=False).run()
     assert rec["status"] == "finished", rec["status"]
     return out
+
+
+def test_signal_during_rejected_attempts_stops_with_checkpoint(mpi_tmp_path, monkeypatch):
+    """SIGTERM arriving while step attempts are being rejected (here: a tight max Δφ limiter
+    once damage grows) stops the run at that rejection with a checkpoint of the last accepted
+    step, instead of waiting for the next accepted one; --restart then finishes the run."""
+    import os
+    import signal
+
+    import solver.stepping as stepping
+
+    comm = MPI.COMM_WORLD
+    case = {**CASE, "solver": {**CASE["solver"], "max_dphi_per_step": 0.02}}
+    rejected = stepping.AdaptiveBDF._rejected
+    seen = []
+
+    def rejected_then_signal(self, dt, kind, value, res):
+        seen.append(self.t)  # time of the last accepted step
+        os.kill(os.getpid(), signal.SIGTERM)
+        return rejected(self, dt, kind, value, res)
+
+    monkeypatch.setattr(stepping.AdaptiveBDF, "_rejected", rejected_then_signal)
+    out = mpi_tmp_path / "run"
+    rec = CoupledRun(resolve_case(case, None), out, comm, dom=_domain(comm), verbose=False).run()
+    assert len(seen) == 1  # stopped at the first rejection
+    assert rec["status"] == "interrupted" and rec["exit_code"] == 128 + signal.SIGTERM
+    assert (out / "checkpoint.npz").is_file()
+    ts = read_table(out / "timeseries.csv")
+    n_rows = len(ts["step"])
+    assert n_rows == rec["steps"]["accepted"] > 0
+    assert ts["time_s"][-1] == pytest.approx(seen[0], rel=1e-12)  # no step after the signal
+    monkeypatch.setattr(stepping.AdaptiveBDF, "_rejected", rejected)
+    again = CoupledRun(
+        resolve_case(case, None), out, comm, dom=_domain(comm), verbose=False, restart=True
+    ).run()
+    assert again["status"] == "finished"
+    assert len(read_table(out / "timeseries.csv")["step"]) > n_rows
