@@ -405,7 +405,7 @@ def plot() -> None:
     a1.set(
         xlabel="unknowns",
         ylabel="time per Newton iteration (s)",
-        title="shared 2-core machine, load 6-10",
+        title="2-core machine: AIJ rows under load 6-10, nest rows quiet",
     )
     a2.set(xlabel="unknowns", ylabel="peak RSS, all ranks (MB)", title="peak memory")
     a1.legend(fontsize=6)
