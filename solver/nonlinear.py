@@ -13,8 +13,8 @@
 
 MUMPS needs one AIJ matrix (``kind="mpi"``). ``fieldsplit`` assembles a MATNEST instead
 (``kind="nest"``): every split is a block of the nest, so the preconditioner takes its operators
-without copying them, and the monolithic sparsity pattern (whose construction peaked at ~3.3 KB
-per unknown above the steady state) is never built. Measured on the 50-grain particle at 168 k
+without copying them, and the monolithic sparsity pattern (its construction raised the peak by
+~3.4 KB per unknown) is never built. Measured on the 50-grain particle at 168 k
 unknowns, 1 rank: peak memory 1193 -> 901 MB, the same Newton iterations, Krylov iterations
 per Newton step 18.8 -> 20.6 (the Li-content block by GAMG instead of an exact LU of (x, V)).
 """
@@ -154,7 +154,9 @@ def _base_options(linear: str, rtol: float, atol: float, max_it: int, line_searc
 
 
 class BlockNewton:
-    """Newton for residuals ``F[i](u)`` with ``u[i]`` the fields, assembled monolithically.
+    """Newton for residuals ``F[i](u)`` with ``u[i]`` the fields, solved together.
+
+    The Jacobian is one AIJ matrix for the MUMPS options and a MATNEST for ``fieldsplit``.
 
     ``kinds`` names each field for the fieldsplit preconditioner: ``"vector"`` (GAMG with the
     rigid-body near-nullspace), ``"scalar"`` (GAMG) or ``"real"`` (one global DOF, exact 1x1
