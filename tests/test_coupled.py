@@ -51,8 +51,8 @@ def _domain(comm):
     return ParticleDomain.build(msh, ct, ft, axes)
 
 
-def _run(out, comm, **kw):
-    rc = resolve_case(CASE, None)
+def _run(out, comm, case=CASE, **kw):
+    rc = resolve_case(case, None)
     return CoupledRun(rc, out, comm, dom=_domain(comm), verbose=False, **kw).run()
 
 
@@ -129,8 +129,7 @@ def test_fieldsplit_matches_lu(mpi_tmp_path):
 
 
 def _run_case(out, comm, linear):
-    rc = resolve_case({**CASE, "solver": {**CASE["solver"], "linear": linear}}, None)
-    rec = CoupledRun(rc, out, comm, dom=_domain(comm), verbose=False).run()
+    rec = _run(out, comm, case={**CASE, "solver": {**CASE["solver"], "linear": linear}})
     assert rec["status"] == "finished", rec["status"]
     return out
 
@@ -156,7 +155,7 @@ def test_signal_during_rejected_attempts_stops_with_checkpoint(mpi_tmp_path, mon
 
     monkeypatch.setattr(stepping.AdaptiveBDF, "_rejected", rejected_then_signal)
     out = mpi_tmp_path / "run"
-    rec = CoupledRun(resolve_case(case, None), out, comm, dom=_domain(comm), verbose=False).run()
+    rec = _run(out, comm, case=case)
     assert len(seen) == 1  # stopped at the first rejection
     assert rec["status"] == "interrupted" and rec["exit_code"] == 128 + signal.SIGTERM
     assert (out / "checkpoint.npz").is_file()
@@ -165,8 +164,6 @@ def test_signal_during_rejected_attempts_stops_with_checkpoint(mpi_tmp_path, mon
     assert n_rows == rec["steps"]["accepted"] > 0
     assert ts["time_s"][-1] == pytest.approx(seen[0], rel=1e-12)  # no step after the signal
     monkeypatch.setattr(stepping.AdaptiveBDF, "_rejected", rejected)
-    again = CoupledRun(
-        resolve_case(case, None), out, comm, dom=_domain(comm), verbose=False, restart=True
-    ).run()
+    again = _run(out, comm, case=case, restart=True)
     assert again["status"] == "finished"
     assert len(read_table(out / "timeseries.csv")["step"]) > n_rows
