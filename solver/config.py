@@ -246,6 +246,10 @@ class SolverConfig(_Strict):
     #: ``auto``: ``mumps`` up to solver.coupled.AUTO_MUMPS_MAX_UNKNOWNS unknowns, else
     #: ``fieldsplit`` (README, "Solver options"; benchmarks/results/coupled_solvers_*.json)
     linear: Literal["auto", "mumps", "mumps_lagged", "fieldsplit", "staggered"] = "auto"
+    #: linear solver of the staggered sub-solves (u with φ fixed, φ with u fixed), used by
+    #: ``linear: staggered`` and by the fallback: ``auto`` = ``mumps`` (LU) up to
+    #: solver.coupled.AUTO_MUMPS_MAX_UNKNOWNS unknowns, else ``iterative`` (GMRES + GAMG)
+    staggered_linear: Literal["auto", "mumps", "iterative"] = "auto"
     dt_initial_s: Positive = 10.0
     dt_min_s: Positive = 1e-3
     dt_max_s: Positive = 3600.0

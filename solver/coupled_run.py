@@ -124,8 +124,7 @@ class CoupledRun:
             "stats": {k: v for k, v in st.stats.__dict__.items() if k != "log"},
             "position": runner.position,
             "coupled_stats": dict(cp.stats),
-            "staggered_left": cp.staggered_left,
-            "failures_in_a_row": cp.failures_in_a_row,
+            **cp.fallback_state(),
             **extra,
         }
         checkpoint.save(self.out / "checkpoint.npz", fields, state, self.comm)
@@ -151,8 +150,7 @@ class CoupledRun:
         for k, v in meta["stats"].items():
             setattr(st.stats, k, v)
         cp.stats.update(meta["coupled_stats"])
-        cp.staggered_left = meta["staggered_left"]
-        cp.failures_in_a_row = meta["failures_in_a_row"]
+        cp.set_fallback_state(meta)
         if cp.fracture:
             cp.phi_committed = cp.blocks.phi.x.array.copy()
         return meta

@@ -9,7 +9,9 @@
 - ``fieldsplit``: FGMRES with a multiplicative block preconditioner, one split per field: the
   displacement gets GAMG with the rigid-body near-nullspace (block size 3), scalar fields GAMG,
   the one-DOF voltage block its exact inverse (Jacobi on a 1x1 block). The dense coupling of V
-  to the surface Li content (a rank-one border) is left to the Krylov method.
+  to the surface Li content (a rank-one border) is left to the Krylov method;
+- ``iterative`` (one field only; the staggered sub-solves of large problems): GMRES + GAMG on
+  the field's AIJ matrix, with the rigid-body near-nullspace for a ``"vector"`` field.
 
 MUMPS needs one AIJ matrix (``kind="mpi"``). ``fieldsplit`` assembles a MATNEST instead
 (``kind="nest"``): every split is a block of the nest, so the preconditioner takes its operators
@@ -32,7 +34,7 @@ from dolfinx.fem.petsc import NonlinearProblem
 from mpi4py import MPI
 from petsc4py import PETSc
 
-LINEAR_CHOICES = ("mumps", "mumps_lagged", "fieldsplit")
+LINEAR_CHOICES = ("mumps", "mumps_lagged", "fieldsplit", "iterative")
 LAG_REBUILD_KRYLOV = 12  # lagged LU: refresh once GMRES needs more iterations per Newton step
 PETSc.Log.begin()  # event counts (LU factorisations) for the solver statistics
 
@@ -56,6 +58,11 @@ class NewtonResult:
     seconds: float
     factorisations: int = 0
     message: str = ""
+
+    @property
+    def control_iterations(self) -> int:
+        """Newton iterations that measure how hard the step was (step-size control)."""
+        return self.iterations
 
 
 @dataclass
@@ -108,6 +115,15 @@ def rigid_body_modes(V: fem.FunctionSpace) -> PETSc.NullSpace:
     return PETSc.NullSpace().create(vectors=basis, comm=V.mesh.comm)
 
 
+def _gamg_options(p: str) -> dict:
+    """GAMG with Chebyshev/Jacobi smoothing, options under prefix ``p``."""
+    return {
+        p + "pc_type": "gamg",
+        p + "mg_levels_ksp_type": "chebyshev",
+        p + "mg_levels_pc_type": "jacobi",
+    }
+
+
 def _base_options(linear: str, rtol: float, atol: float, max_it: int, line_search: str) -> dict:
     opts: dict = {
         "snes_type": "newtonls",
@@ -144,6 +160,17 @@ def _base_options(linear: str, rtol: float, atol: float, max_it: int, line_searc
                 "ksp_gmres_restart": 100,
                 "pc_type": "fieldsplit",
                 "pc_fieldsplit_type": "multiplicative",
+            }
+        )
+    elif linear == "iterative":
+        opts.update(
+            {
+                "ksp_type": "gmres",
+                "ksp_rtol": 1e-10,
+                "ksp_atol": 1e-14,
+                "ksp_max_it": 200,
+                "ksp_gmres_restart": 50,
+                **_gamg_options(""),
             }
         )
     else:
@@ -183,11 +210,15 @@ class BlockNewton:
     ):
         if len(F) != len(u) or len(kinds) != len(u):
             raise ValueError("F, u and kinds need one entry per field")
+        if linear == "iterative" and (len(u) != 1 or kinds[0] == "real"):
+            raise ValueError("linear='iterative' solves one scalar or vector field")
         self.u = u
         self.kinds = kinds
         self.linear = linear
         self.comm = u[0].function_space.mesh.comm
         opts = _base_options(linear, rtol, atol, max_it, line_search)
+        if linear == "iterative" and kinds[0] == "vector":
+            opts["pc_gamg_threshold"] = 0.02
         prefix = f"{name}{next(_prefix_counter)}_"
         self.problem = NonlinearProblem(
             F,
@@ -201,6 +232,8 @@ class BlockNewton:
         self.snes: PETSc.SNES = self.problem.solver
         if linear == "fieldsplit":
             self._setup_fieldsplit(prefix, groups or [[i] for i in range(len(u))])
+        elif linear == "iterative" and kinds[0] == "vector":
+            self.problem.A.setNearNullSpace(rigid_body_modes(u[0].function_space))
 
     def _setup_fieldsplit(self, prefix: str, groups: list[list[int]]) -> None:
         order = [i for g in groups for i in g]
@@ -216,9 +249,8 @@ class BlockNewton:
             if self.kinds[i] == "real":  # one global DOF: Jacobi is its exact inverse
                 opts[p + "pc_type"] = "jacobi"
             else:
-                opts[p + "pc_type"] = "gamg"
-                opts[p + "mg_levels_ksp_type"] = "chebyshev"
-                opts[p + "mg_levels_pc_type"] = "jacobi"
+                for k, v in _gamg_options(p).items():
+                    opts[k] = v
                 if self.kinds[i] == "vector":
                     isets[i].compose("nearnullspace", rigid_body_modes(self.u[i].function_space))
                     opts[p + "pc_gamg_threshold"] = 0.02

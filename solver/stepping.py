@@ -260,7 +260,7 @@ class AdaptiveBDF:
                 dt = max(dt * max(MIN_SHRINK, fac), self.dt_min)
                 continue
             fac = min(MAX_GROWTH, max(MIN_SHRINK, fac))
-            its = res.iterations
+            its = getattr(res, "control_iterations", res.iterations)
             if its > max(4, self.newton_max // 2):
                 fac = min(fac, 0.5)
             elif its > 4:
@@ -282,7 +282,7 @@ class AdaptiveBDF:
                     raise SolverFailure(f"step limiter rejected too often at t = {self.t:.6g} s")
                 continue
             dt_next = min(self.dt_max, max(self.dt_min, dt * fac))
-            return Trial(dt, order, err, its, dt_next, retries)
+            return Trial(dt, order, err, res.iterations, dt_next, retries)
 
     def _rejected(self, dt: float, kind: str, value: float, res: object) -> None:
         """Record a rejected attempt (``stats.log``) and report it through ``on_reject``.
