@@ -6,7 +6,7 @@
 - ``mumps_lagged``: GMRES preconditioned by one MUMPS factorisation that is kept across Newton
   iterations and time steps (``snes_lag_preconditioner -1``, persistent) and rebuilt only when a
   solve fails — the Jacobian is still assembled every iteration for the Krylov products;
-- ``fieldsplit``: FGMRES with a multiplicative block preconditioner, one split per field: the
+- ``fieldsplit``: GMRES (right-preconditioned) with a multiplicative block preconditioner, one split per field: the
   displacement gets GAMG with the rigid-body near-nullspace (block size 3), scalar fields GAMG,
   the one-DOF voltage block its exact inverse (Jacobi on a 1x1 block). The dense coupling of V
   to the surface Li content (a rank-one border) is left to the Krylov method;
@@ -153,7 +153,11 @@ def _base_options(linear: str, rtol: float, atol: float, max_it: int, line_searc
     elif linear == "fieldsplit":
         opts.update(
             {
-                "ksp_type": "fgmres",
+                # the block preconditioner is linear (preonly GAMG / Jacobi), so GMRES with right
+                # preconditioning (true residual, as FGMRES) suffices and stores half the vectors:
+                # peak 4.20 -> 3.99 KB per unknown at 167 k unknowns (1 rank)
+                "ksp_type": "gmres",
+                "ksp_pc_side": "right",
                 "ksp_rtol": 1e-9,
                 "ksp_atol": 1e-14,
                 "ksp_max_it": 100,  # ~15 per Newton step when it works; fail fast at damage onset

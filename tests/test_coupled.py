@@ -115,7 +115,7 @@ def test_auto_linear_picks_lu_for_small_and_fieldsplit_for_large_problems():
 
 
 def test_fieldsplit_matches_lu(mpi_tmp_path):
-    """The iterative path (FGMRES + block preconditioner on a MATNEST) reproduces the exact-LU
+    """The iterative path (GMRES + block preconditioner on a MATNEST) reproduces the exact-LU
     run through the damage onset: same steps, voltage to 1e-6 relative, damaged fraction to 1e-4
     absolute."""
     comm = MPI.COMM_WORLD
