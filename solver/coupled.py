@@ -250,8 +250,7 @@ class CoupledProblem:
             self.failures_in_a_row = 0
             res = self.solve_staggered()
             if res.converged:
-                self.staggered_left = self.fallback_steps - 1
-                self._just_back = self.staggered_left == 0
+                self.staggered_left = self.fallback_steps - 1  # >= FALLBACK_STEPS - 1 > 0
         return res
 
     def fallback_state(self) -> dict:

@@ -6,9 +6,9 @@
 - ``mumps_lagged``: GMRES preconditioned by one MUMPS factorisation that is kept across Newton
   iterations and time steps (``snes_lag_preconditioner -1``, persistent) and rebuilt only when a
   solve fails — the Jacobian is still assembled every iteration for the Krylov products;
-- ``fieldsplit``: GMRES (right-preconditioned) with a multiplicative block preconditioner, one split per field: the
-  displacement gets GAMG with the rigid-body near-nullspace (block size 3), scalar fields GAMG,
-  the one-DOF voltage block its exact inverse (Jacobi on a 1x1 block). The dense coupling of V
+- ``fieldsplit``: GMRES (right-preconditioned) with a multiplicative block preconditioner, one
+  split per field: the displacement gets GAMG with the rigid-body near-nullspace (block size 3),
+  scalar fields GAMG, the one-DOF voltage block its exact inverse (Jacobi on a 1x1 block). The dense coupling of V
   to the surface Li content (a rank-one border) is left to the Krylov method;
 - ``iterative`` (one field only; the staggered sub-solves of large problems): GMRES + GAMG on
   the field's AIJ matrix, with the rigid-body near-nullspace for a ``"vector"`` field.
