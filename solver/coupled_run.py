@@ -234,6 +234,7 @@ class CoupledRun:
         self.phases["setup_s"] = time.perf_counter() - t0
         runner = None
         sig = _Signals()
+        cp.should_stop = lambda: bool(sig.agreed(comm))
 
         def on_accept(step_no: int, k: int, trial) -> None:
             cp.after_accept()
@@ -258,6 +259,7 @@ class CoupledRun:
                 f"step {step_no:4d}  {st.t / 3600:8.3f} h  {s.voltage_V:.4f} V  "
                 f"{s.current_A:+.3e} A  damage {obs.get('damage_fraction', 0.0):.4f}  "
                 f"phi_max {obs.get('phi_max', 0.0):.3f}  newton {trial.newton_iterations}"
+                + ("  (crack jump: dphi limit waived)" if cp.last_step_jump else "")
             )
             for v in targets:
                 key = f"{v:.3f}"

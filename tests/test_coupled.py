@@ -216,3 +216,81 @@ def test_staggered_fallback_policy():
     assert cp.fallback_steps == FALLBACK_STEPS  # reset by the successful monolithic step
     assert cp.stats["monolithic_failures"] == 3
     assert results[-1].control_iterations == 3
+
+
+def _fake_problem(n: int = 4):
+    """A CoupledProblem shell with a φ vector and no forms (for the step-control logic)."""
+    from types import SimpleNamespace
+
+    from solver.coupled import CoupledProblem
+
+    cp = object.__new__(CoupledProblem)
+    imap = SimpleNamespace(size_local=n)
+    phi = SimpleNamespace(
+        x=SimpleNamespace(array=np.zeros(n)),
+        function_space=SimpleNamespace(dofmap=SimpleNamespace(index_map=imap)),
+    )
+    history = SimpleNamespace(update=lambda *a: 0.0)
+    cp.blocks = SimpleNamespace(phi=phi, history=history, psi_plus=None)
+    cp.dom = SimpleNamespace(mesh=SimpleNamespace(comm=MPI.COMM_SELF))
+    cp.fracture, cp.entity_maps, cp.fields = True, [], [phi]
+    cp.phi_committed = phi.x.array.copy()
+    cp.stats = {"dphi_jumps_accepted": 0, "staggered_solves": 0, "staggered_sweeps": 0}
+    cp.set_fallback_state({"staggered_left": 0, "failures_in_a_row": 0})
+    cp._jump = cp.last_step_jump = False
+    cp.should_stop = None
+    return cp
+
+
+def test_dphi_limiter_accepts_a_crack_jump_only_when_dphi_does_not_shrink_with_dt():
+    """max Δφ = 0.1. A Δφ that halves with dt is a resolvable increment: rejected again. A Δφ
+    that stays (0.30 -> 0.29 for dt 100 -> 30 s) is an unstable crack jump: accepted at factor 1
+    (no growth), reported once by after_accept, and forgotten at the next step."""
+    cp = _fake_problem()
+    lim = cp.dphi_limiter(0.1)
+    phi = cp.blocks.phi.x.array
+
+    phi[1] = 0.30
+    assert lim(100.0) == pytest.approx(0.9 * 0.1 / 0.30)
+    phi[1] = 0.15  # shrinks with dt: not a jump
+    assert lim(50.0) < 1.0
+    phi[1] = 0.149  # barely shrinks, but dt was only cut to 0.9x: not a jump yet
+    assert lim(45.0) < 1.0
+    phi[1] = 0.145
+    assert lim(20.0) == 1.0  # dt 0.44x, dphi 0.97x: a jump
+    cp.after_accept()
+    assert cp.last_step_jump and cp.stats["dphi_jumps_accepted"] == 1
+
+    # next step: the rejection memory is gone, so one rejection alone is not a jump
+    phi[1] = 0.145 + 0.3
+    assert lim(20.0) < 1.0
+    phi[1] = 0.145 + 0.05
+    assert lim(5.0) == pytest.approx(2.0)
+    cp.after_accept()
+    assert not cp.last_step_jump and cp.stats["dphi_jumps_accepted"] == 1
+
+
+def test_staggered_solve_stops_between_sweeps_on_request():
+    """A staggered solve that has not converged stops after the sweep in which should_stop turns
+    True, restores the fields and reports failure (the stepper then checkpoints and exits)."""
+    from solver.nonlinear import NewtonResult
+
+    cp = _fake_problem()
+    phi = cp.blocks.phi.x.array
+
+    class Sub:
+        def __init__(self, moves_phi):
+            self.moves_phi = moves_phi
+
+        def solve(self):
+            if self.moves_phi:
+                phi[0] += 1e-2  # never below STAGGER_TOL
+            return NewtonResult(True, 2, 1, 1, 0.0)
+
+    cp._staggered = (Sub(False), Sub(False), Sub(True))
+    asked = []
+    cp.should_stop = lambda: asked.append(1) or len(asked) >= 3
+    res = cp.solve_staggered()
+    assert not res.converged and res.message == "staggered interrupted"
+    assert res.sweeps == 3 and len(asked) == 3
+    assert np.all(phi == 0.0)  # back at the committed state
