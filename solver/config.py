@@ -263,6 +263,22 @@ class SolverConfig(_Strict):
     max_dphi_per_step: Annotated[float, Field(gt=0.0, le=1.0)] = 0.2
     max_retries: Annotated[int, Field(ge=0, le=50)] = 8
     event_voltage_tol_V: Positive = 1e-4
+    #: extra PETSc options of the coupled Newton solver, relative to its prefix and without the
+    #: dash, e.g. ``{fieldsplit_f2_pc_gamg_agg_nsmooths: 0}`` (fieldsplit fields: f0 x, f1 V,
+    #: f2 u, f3 φ) or ``{ksp_max_it: 200}``; applied after polycrack's own, so they win. PETSc
+    #: lists options it did not use at exit.
+    petsc_options: dict[str, str | bool | int | float] = {}
+
+    @field_validator("petsc_options")
+    @classmethod
+    def _petsc_keys(cls, v: dict) -> dict:
+        for k in v:
+            if not k or k.startswith("-") or not all(c.isalnum() or c == "_" for c in k):
+                raise ValueError(
+                    f"PETSc option {k!r}: give the name without the leading dash, letters, "
+                    "digits and '_' only (e.g. ksp_max_it)"
+                )
+        return v
 
     @model_validator(mode="after")
     def _dt_order(self) -> SolverConfig:

@@ -190,6 +190,11 @@ BAD = {
         [],
         ["solver", "dt_min_s <= dt_initial_s <= dt_max_s"],
     ),
+    "petsc option with dash": (
+        _with("solver.petsc_options", {"-ksp_max_it": 5}),
+        [],
+        ["solver.petsc_options", "'-ksp_max_it'", "without the leading dash"],
+    ),
     "missing protocol": (
         {k: v for k, v in BASE.items() if k != "protocol"},
         [],

@@ -14,6 +14,7 @@ import pytest
 import ufl
 from dolfinx import fem, mesh
 from mpi4py import MPI
+from petsc4py import PETSc
 
 from solver.nonlinear import BlockNewton
 
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.mpi
 TARGET = 0.7
 
 
-def _system(linear):
+def _system(linear, **kw):
     comm = MPI.COMM_WORLD
     m = mesh.create_box(comm, [[0, 0, 0], [2.0, 1.0, 1.0]], [8, 4, 4], mesh.CellType.tetrahedron)
     Vu = fem.functionspace(m, ("Lagrange", 1, (3,)))
@@ -53,6 +54,7 @@ def _system(linear):
         bcs=[bc],
         linear=linear,
         groups=[[1, 2], [0]],  # c, then V, then u (fieldsplit sweep)
+        **kw,
     )
     return newton, (u, c, V)
 
@@ -77,3 +79,21 @@ def test_linear_options_agree():
     assert ref[3].factorisations == ref[3].iterations >= 3
     assert sols["mumps_lagged"][3].factorisations == 1
     assert sols["fieldsplit"][3].linear_iterations > 0
+
+
+def test_user_petsc_options_win():
+    """solver.petsc_options reach the outer Krylov solver and the fieldsplit sub-solvers, over
+    polycrack's own choices (here: the u split by unsmoothed aggregation, and an outer budget of
+    two Krylov iterations, too few to converge)."""
+    newton, _ = _system(
+        "fieldsplit",
+        petsc_options={"ksp_max_it": 2, "fieldsplit_f0_pc_gamg_agg_nsmooths": 0},
+    )
+    ksp = newton.snes.getKSP()
+    assert ksp.getTolerances()[3] == 2
+    res = newton.solve()
+    assert not res.converged
+    sub = {k.getOptionsPrefix(): k for k in ksp.getPC().getFieldSplitSubKSP()}
+    u_pc = next(k for p, k in sub.items() if p.endswith("fieldsplit_f0_")).getPC()
+    opts = PETSc.Options(u_pc.getOptionsPrefix())
+    assert opts.getInt("pc_gamg_agg_nsmooths") == 0

@@ -127,7 +127,7 @@ def geometry(h: float, refine: int) -> dict:
     }
 
 
-def run_one(h: float, refine: int, solver: str, steps: int) -> dict:
+def run_one(h: float, refine: int, solver: str, steps: int, petsc: dict | None = None) -> dict:
     """One configuration in this process (collective); the row of the JSON (rank 0)."""
     rss0 = _current_rss_mb()
     import dolfinx_solver  # noqa: F401
@@ -157,7 +157,12 @@ def run_one(h: float, refine: int, solver: str, steps: int) -> dict:
         "material": {"overrides": {"fracture.l_m": 0.8e-6, "fracture.l_gamma_m": 0.8e-6}},
         "protocol": [{"type": "cc", "c_rate": 1.0, "until_voltage_V": 4.3}],
         "physics": {"mechanics": True, "fracture": True},
-        "solver": {"linear": solver, "dt_initial_s": 60.0, "dt_max_s": 600.0},
+        "solver": {
+            "linear": solver,
+            "dt_initial_s": 60.0,
+            "dt_max_s": 600.0,
+            "petsc_options": petsc or {},
+        },
         "output": {"fields_at_voltages_V": [], "checkpoint_every_steps": 0},
     }
     rc = resolve_case(case, None)
@@ -244,6 +249,7 @@ def run_one(h: float, refine: int, solver: str, steps: int) -> dict:
         # are fieldsplit on one AIJ matrix with an LU of (x, V)
         "variant": solver + (" (nest)" if bare.get("jacobian_kind") == "nest" else ""),
         "ranks": comm.size,
+        "petsc_options": petsc or {},
         "cells": rec["mesh"]["cells"],
         "unknowns": n,
         "dofs": rec["mesh"]["dofs"],
@@ -311,7 +317,8 @@ def _append(row: dict) -> None:
 
 
 def cmd_one(a: argparse.Namespace) -> None:
-    row = run_one(a.h, a.refine, a.solver, a.steps)
+    petsc = dict(kv.split("=", 1) for kv in a.petsc)
+    row = run_one(a.h, a.refine, a.solver, a.steps, petsc)
     from mpi4py import MPI
 
     if MPI.COMM_WORLD.rank == 0:
@@ -324,7 +331,8 @@ def cmd_one(a: argparse.Namespace) -> None:
             f"cpu share {row['cpu_share_per_rank']:.2f}; "
             f"overhead {row['overhead_newton_over_bare']}; "
             f"{row['memory']['peak_kb_per_unknown']:.2f} KB/unknown "
-            f"({row['memory']['peak_before_bare_kb_per_unknown']:.2f} before the bare solve); "
+            f"({row['memory']['peak_before_bare_kb_per_unknown']:.2f} before the bare solve, "
+            f"{row['memory']['peak_minus_imports_kb_per_unknown']:.2f} above imports); "
             f"load {row['loadavg_end']}",
             flush=True,
         )
@@ -498,6 +506,9 @@ def main() -> None:
     one.add_argument("--solver", default="fieldsplit")
     one.add_argument("--steps", type=int, default=1, help="accepted time steps")
     one.add_argument("--save", action="store_true", help="append the row to the JSON")
+    one.add_argument(
+        "--petsc", nargs="*", default=[], metavar="KEY=VALUE", help="solver.petsc_options"
+    )
     al = sub.add_parser("all", help="every configuration, one process each")
     al.add_argument("--only", nargs="*", default=[], help="size tags or TAG/SOLVER/npR")
     al.add_argument("--steps", type=int, default=1)
