@@ -25,6 +25,16 @@ import dolfinx_solver  # noqa: F401
 from mpi4py import MPI
 
 REPO = Path(__file__).resolve().parent.parent
+#: timeseries.csv columns kept per accepted step in the JSON
+STEP_COLUMNS = (
+    "step",
+    "time_s",
+    "dt_s",
+    "voltage_V",
+    "damage_fraction",
+    "phi_max",
+    "newton_iterations",
+)
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
@@ -118,11 +128,12 @@ def main() -> None:
             lu = comm.allreduce(_lu_count() - lu0, op=MPI.MAX)
             import csv
 
-            damage = None
+            damage, steps = None, None
             if comm.rank == 0:
                 with open(out / "run" / "timeseries.csv") as fh:
-                    last = list(csv.DictReader(fh))[-1]
-                damage = float(last["damage_fraction"] or 0.0)
+                    table = list(csv.DictReader(fh))
+                damage = float(table[-1]["damage_fraction"] or 0.0) if table else 0.0
+                steps = [{k: float(r[k] or 0.0) for k in STEP_COLUMNS} for r in table]
         s = rec["solver"]
         rows.append(
             {
@@ -144,6 +155,7 @@ def main() -> None:
                 "lu_factorisations": lu,
                 "phases_s": rec.get("wall_time_s"),
                 "final_time_h": rec["final"]["time_s"] / 3600.0,
+                "steps": steps,
             }
         )
         if comm.rank == 0:

@@ -122,6 +122,7 @@ class CoupledRun:
             "times": list(st._times),
             "n_states": len(st._states),
             "stats": {k: v for k, v in st.stats.__dict__.items() if k != "log"},
+            "step_control": st.control_state(),
             "position": runner.position,
             "coupled_stats": dict(cp.stats),
             **cp.fallback_state(),
@@ -149,6 +150,7 @@ class CoupledRun:
         st.t = meta["t"]
         for k, v in meta["stats"].items():
             setattr(st.stats, k, v)
+        st.set_control_state(meta.get("step_control", {}))
         cp.stats.update(meta["coupled_stats"])
         cp.set_fallback_state(meta)
         if cp.fracture:

@@ -100,3 +100,44 @@ def test_adaptive_error_follows_tolerance_and_cutback():
     assert st.stats.rejected_error > 0 and tr.dt < 0.1 and tr.error <= 1.0
     # every rejected attempt is reported (progress output of long runs)
     assert len(messages) == st.stats.rejected_error - before > 0 and "local error" in messages[0]
+
+
+def _flaky_run(hold: int, monkeypatch) -> AdaptiveBDF:
+    """y' = -y/2 stepped to t = 6 with Newton 'failing' whenever dt > 0.3, FAIL_HOLD = hold."""
+    import solver.stepping as stepping
+    from solver.nonlinear import NewtonResult
+
+    monkeypatch.setattr(stepping, "FAIL_HOLD", hold)
+    st, _ = _decay(0.5, 1e9, 0.1, 10.0)
+    seen = {"dt": 0.1}
+    set_bdf, solve = st.set_bdf, st.solve
+
+    def set_bdf_spy(dt, a):
+        seen["dt"] = dt
+        set_bdf(dt, a)
+
+    def flaky():
+        return solve() if seen["dt"] <= 0.3 else NewtonResult(False, -5, 12, 0, 0.0)
+
+    st.set_bdf, st.solve = set_bdf_spy, flaky
+    _integrate(st, 6.0, 0.1)
+    return st
+
+
+@pytest.mark.mpi
+def test_newton_failure_holds_the_step_below_the_failed_size(monkeypatch):
+    """Newton 'fails' whenever dt > 0.3 (a stand-in for a crack front that Newton cannot follow
+    with large steps). Without failure memory (FAIL_HOLD 0) growth x2 walks back into the
+    failing size after every second accepted step (18 failures in 39 steps); with it (5),
+    accepted steps stay <= FAIL_CAP x the failed dt for 5 steps: 5 failures, at least 3x fewer.
+    The memory survives a checkpoint round trip (control_state)."""
+    without = _flaky_run(0, monkeypatch).stats.rejected_newton
+    st = _flaky_run(5, monkeypatch)
+    with_memory = st.stats.rejected_newton
+    assert without >= 12 and 0 < with_memory and 3 * with_memory <= without, (without, with_memory)
+    st.attempt(1.0)  # fails at 1.0, accepted at 0.25
+    state = st.control_state()
+    assert state["fail_dt"] == pytest.approx(1.0) and state["since_fail"] == 0
+    st2, _ = _decay(0.5, 1e9, 0.1, 10.0)
+    st2.set_control_state(state)
+    assert st2.control_state() == state
