@@ -61,13 +61,6 @@ def _positions(V: fem.FunctionSpace) -> np.ndarray:
     raise ValueError(f"no positions for a {kind} space")
 
 
-def _owned(f: fem.Function) -> tuple[np.ndarray, np.ndarray]:
-    V = f.function_space
-    n = V.dofmap.index_map.size_local
-    bs = V.dofmap.index_map_bs
-    return _positions(V)[:n], f.x.array[: n * bs].reshape(n, bs)
-
-
 def _gather_rows(a: np.ndarray, comm: MPI.Comm) -> np.ndarray | None:
     """Rows of ``a`` (float64, 2-D) from every rank stacked in rank order on rank 0 (None
     elsewhere), received in place by ``Gatherv``: no pickled copies, no concatenation."""

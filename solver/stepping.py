@@ -144,7 +144,7 @@ class AdaptiveBDF:
         self.on_reject: Callable[[str], None] | None = None
         self._states: list[list[np.ndarray]] = [self._snapshot()]
         self._times: list[float] = [0.0]
-        self._fail_dt: float | None = None  # smallest dt of the last failed Newton run, s
+        self._fail_dt: float | None = None  # dt of the latest Newton failure, s
         self._since_fail = 0  # accepted steps since then
 
     # -- state ----------------------------------------------------------------------------------
@@ -253,8 +253,8 @@ class AdaptiveBDF:
             if not res.converged:
                 self.stats.rejected_newton += 1
                 self.discard()
+                self._fail_dt, self._since_fail = dt, 0  # before the report (it may checkpoint)
                 self._rejected(dt, "newton", res.reason, res)
-                self._fail_dt, self._since_fail = dt, 0
                 retries += 1
                 if retries > self.max_retries:
                     raise SolverFailure(
