@@ -83,6 +83,12 @@ def main() -> None:
         help="stop after this many accepted steps (per-step cost of slow options)",
     )
     ap.add_argument("--dt-max", type=float, default=3600.0, help="max time step (s)")
+    ap.add_argument(
+        "--relaxation",
+        type=float,
+        default=0.0,
+        help="physics.phase_field_relaxation_s: viscous phase field, relaxation time (s)",
+    )
     ap.add_argument("--verbose", action="store_true", help="print every step")
     ap.add_argument("--tag", default="")
     args = ap.parse_args()
@@ -106,6 +112,7 @@ def main() -> None:
                 }
             },
             "protocol": protocol,
+            "physics": {"phase_field_relaxation_s": args.relaxation},
             "solver": {"linear": linear, "dt_max_s": args.dt_max},
             "output": {"fields_at_voltages_V": [], "checkpoint_every_steps": 0},
         }
@@ -182,6 +189,7 @@ def main() -> None:
             "grains": args.grains,
             "h_um": args.h,
             "l_m": args.l,
+            "phase_field_relaxation_s": args.relaxation,
             "protocol": protocol,
             "rows": rows,
         }

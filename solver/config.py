@@ -232,6 +232,12 @@ class PhysicsConfig(_Strict):
     fracture: bool = True
     outer_boundary: Literal["clamped", "traction_free"] = "clamped"
     displacement_degree: Literal[1, 2] = 1
+    #: viscous regularisation of the phase field (not in MODEL.md; off by default): the φ
+    #: equation gains (Gc/l) τ ∂φ/∂t (backward Euler), τ this relaxation time in s; the
+    #: viscosity η of Miehe, Hofacker, Welschinger, CMAME 199 (2010) 2765. It turns an unstable
+    #: crack advance at fixed load into a fast but finite one that small steps can follow; the
+    #: rate-independent model is the limit τ -> 0 (README, "Phase-field viscosity")
+    phase_field_relaxation_s: Annotated[float, Field(ge=0.0, le=3600.0)] = 0.0
 
     @model_validator(mode="after")
     def _fracture_needs_mechanics(self) -> PhysicsConfig:

@@ -102,6 +102,7 @@ class CoupledProblem:
             frac,
             degree=phys.displacement_degree,
             outer_boundary=phys.outer_boundary,
+            relaxation=(phys.phase_field_relaxation_s, self.ec.dt),
         )
         b = self.blocks
         F = [*self.ec.residuals(), b.F_u]
@@ -151,7 +152,9 @@ class CoupledProblem:
         self.metrics = DamageMetrics(dom, b.phi, b.gamma) if self.fracture else None
         self._sigma = self.model.particle_stress(b.u, self.ec.x, b.n, b.phi)
         self._s1 = None  # (function, expression, cells), compiled on first use
-        self.phi_committed = b.phi.x.array.copy() if self.fracture else None
+        self.phi_committed = None
+        if self.fracture:
+            self.commit_phi()
 
     # -- solvers --------------------------------------------------------------------------------
     def _monolithic(self, linear: str) -> BlockNewton:
@@ -344,8 +347,16 @@ class CoupledProblem:
         self.stats["dphi_jumps_accepted"] += int(self.last_step_jump)
         if not self.fracture:
             return 0.0
-        self.phi_committed = self.blocks.phi.x.array.copy()
+        self.commit_phi()
         return self.blocks.history.update(self.blocks.psi_plus, self.entity_maps)
+
+    def commit_phi(self) -> None:
+        """φ is now the accepted phase field: the Δφ limiter's reference and, for a viscous phase
+        field, φ_n of the next step."""
+        self.phi_committed = self.blocks.phi.x.array.copy()
+        phi_n = getattr(self.blocks, "phi_n", None)
+        if phi_n is not None:
+            phi_n.x.array[:] = self.phi_committed
 
     def sigma1(self) -> fem.Function:
         """Largest principal stress (GPa) as a DG0 field on the particle (compiled once)."""

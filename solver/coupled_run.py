@@ -154,7 +154,7 @@ class CoupledRun:
         cp.stats.update(meta["coupled_stats"])
         cp.set_fallback_state(meta)
         if cp.fracture:
-            cp.phi_committed = cp.blocks.phi.x.array.copy()
+            cp.commit_phi()
         return meta
 
     # -- the run --------------------------------------------------------------------------------

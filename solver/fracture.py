@@ -135,19 +135,25 @@ class HistoryField:
         return self.mesh.comm.allreduce(hmax, op=MPI.MAX)
 
 
-def phase_field_residual(phi, q, drive, Gc, l: float, dx=None):
+def phase_field_residual(phi, q, drive, Gc, l: float, dx=None, viscous=None):
     """F_phi = int [Gc/l phi q + Gc l grad phi . grad q - 2 (1 - phi) drive q] dx (GPa µm^2 units).
 
     ``Gc`` (GPa µm) may be a UFL field (e.g. :func:`toughness` of gamma); ``drive`` (GPa) is H or
-    max(H, psi+).
+    max(H, psi+). ``viscous = (phi_n, tau_over_dt)`` adds the backward-Euler viscous term
+    ``Gc/l tau/dt (phi - phi_n) q`` (``phi_n`` the last accepted phase field, ``tau_over_dt`` a
+    UFL scalar such as tau / dt with dt a Constant).
     """
     if dx is None:
         dx = ufl.dx(domain=phi.function_space.mesh)
-    return (
+    F = (
         Gc / l * phi * q
         + Gc * l * ufl.inner(ufl.grad(phi), ufl.grad(q))
         - 2.0 * (1.0 - phi) * drive * q
     ) * dx
+    if viscous is not None:
+        phi_n, tau_over_dt = viscous
+        F += Gc / l * tau_over_dt * (phi - phi_n) * q * dx
+    return F
 
 
 def crack_energy(phi, Gc, l: float, dx=None):

@@ -650,6 +650,8 @@ class MechanicsFractureBlocks:
     gamma: fem.Function | None
     Gc: Any
     history: Any
+    #: last accepted phi when the phase field is viscous (``relaxation``), else None
+    phi_n: fem.Function | None = None
 
 
 def build_blocks(
@@ -662,12 +664,15 @@ def build_blocks(
     bcs_factory: Callable | None = None,
     gamma: fem.Function | None = None,
     gamma_prefix: str = "gamma_",
+    relaxation: tuple[float, Any] | None = None,
 ) -> MechanicsFractureBlocks:
     """Build u, phi, residuals, BCs, gamma, Gc(gamma) and the history field.
 
     ``x``: the Li fraction on the particle submesh (a P1 Function, or any UFL expression on it).
     ``fracture``: None (mechanics only) or a dict with Gc_bulk, Gc_gb (GPa µm), l, l_gamma (µm),
     e.g. :func:`solver.fracture.fracture_constants`; gamma is solved here unless given.
+    ``relaxation = (tau_s, dt)``: a viscous phase field with relaxation time tau (s) and the step
+    dt (s, a Constant on the submesh); ``phi_n`` must then be set to phi after every accepted step.
     """
     from .fracture import HistoryField, phase_field_residual, solve_gamma, toughness
 
@@ -688,7 +693,13 @@ def build_blocks(
     Gc = toughness(gamma, fracture["Gc_bulk"], fracture["Gc_gb"])
     drive = ufl.max_value(history.H, psi_plus)
     dxq = ufl.dx(domain=sm, metadata={"quadrature_degree": 2})
+    phi_n, viscous = None, None
+    if relaxation is not None and relaxation[0] > 0.0:
+        phi_n = fem.Function(phi.function_space, name="phi_n")
+        viscous = (phi_n, float(relaxation[0]) / relaxation[1])
     F_phi = phase_field_residual(
-        phi, ufl.TestFunction(phi.function_space), drive, Gc, fracture["l"], dxq
+        phi, ufl.TestFunction(phi.function_space), drive, Gc, fracture["l"], dxq, viscous
     )
-    return MechanicsFractureBlocks(V, u, phi, n, F_u, F_phi, psi_plus, bcs, gamma, Gc, history)
+    return MechanicsFractureBlocks(
+        V, u, phi, n, F_u, F_phi, psi_plus, bcs, gamma, Gc, history, phi_n
+    )

@@ -61,15 +61,18 @@ def _max_rel(a, b, col):
     return float(np.max(np.abs(x - y) / np.maximum(np.abs(x), 1e-300)))
 
 
-def test_restart_reproduces_uninterrupted_run(mpi_tmp_path):
+@pytest.mark.parametrize("relaxation", [0.0, 60.0])
+def test_restart_reproduces_uninterrupted_run(mpi_tmp_path, relaxation):
+    """Also with a viscous phase field (its φ_n must come back from the checkpoint)."""
     comm = MPI.COMM_WORLD
-    full = _run(mpi_tmp_path / "full", comm)
+    case = CASE | {"physics": {"phase_field_relaxation_s": relaxation}}
+    full = _run(mpi_tmp_path / "full", comm, case)
     assert full["status"] == "finished"
     assert full["protocol"][0]["end_reason"] == "voltage"
-    part = _run(mpi_tmp_path / "part", comm, stop_after_steps=7)
+    part = _run(mpi_tmp_path / "part", comm, case, stop_after_steps=7)
     assert part["status"] == "interrupted" and part["exit_code"] == 128 + 15
     assert (mpi_tmp_path / "part" / "checkpoint.npz").is_file()
-    again = _run(mpi_tmp_path / "part", comm, restart=True)
+    again = _run(mpi_tmp_path / "part", comm, case, restart=True)
     assert again["status"] == "finished"
     a = read_table(mpi_tmp_path / "full" / "timeseries.csv")
     b = read_table(mpi_tmp_path / "part" / "timeseries.csv")

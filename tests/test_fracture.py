@@ -213,3 +213,57 @@ def test_at2_bar_spectral_split_runs():
         last = rec["phi_max"]
         peak = max(peak, _sxx(dom, qs))
     assert 1.0 <= peak / sc <= 1.25, peak / sc
+
+
+def _viscous_relaxation(tau: float, dt: float, steps: int, H: float) -> list[float]:
+    """phi after each backward-Euler step of the viscous phase field with a uniform drive H."""
+    msh = dmesh.create_unit_cube(MPI.COMM_WORLD, 2, 2, 2)
+    V = fem.functionspace(msh, ("Lagrange", 1))
+    phi, phi_n = fem.Function(V), fem.Function(V)
+    dtc = fem.Constant(msh, dt)
+    F = phase_field_residual(
+        phi, ufl.TestFunction(V), fem.Constant(msh, H), GC, L_PF, viscous=(phi_n, tau / dtc)
+    )
+    p = NonlinearProblem(
+        F,
+        phi,
+        petsc_options_prefix=f"visc{int(1e6 * dt)}_",
+        petsc_options={"snes_type": "newtonls", "snes_rtol": 1e-12, "snes_atol": 1e-14}
+        | {"ksp_type": "preonly", "pc_type": "lu"},
+    )
+    out = []
+    n = V.dofmap.index_map.size_local
+    for _ in range(steps):
+        p.solve()
+        phi_n.x.array[:] = phi.x.array
+        lo = msh.comm.allreduce(phi.x.array[:n].min(), op=MPI.MIN)
+        hi = msh.comm.allreduce(phi.x.array[:n].max(), op=MPI.MAX)
+        assert hi - lo < 1e-10  # stays uniform
+        out.append(hi)
+    return out
+
+
+@pytest.mark.mpi
+@pytest.mark.verification
+def test_viscous_phase_field_relaxation(verification):
+    """Uniform drive H switched on at t = 0, phi(0) = 0, relaxation time tau: each step is the
+    backward-Euler update phi+ = (a phi + b)/(a + 1 + b), a = tau/dt, b = 2 H l/Gc (1e-10), and
+    at t = tau phi converges to phi_eq (1 - exp(-(1 + b))) at first order in dt (observed order
+    0.9-1.1); as tau -> 0 one step gives the rate-independent phi_eq = b/(1 + b)."""
+    tau, H = 10.0, 0.2  # s, GPa: b = 2 H l / Gc = 1.6
+    b = 2 * H * L_PF / GC
+    phi_eq = b / (1 + b)
+    errs = []
+    for k, steps in enumerate((4, 8, 16)):
+        dt = tau / steps
+        got = _viscous_relaxation(tau, dt, steps, H)
+        a, ref = tau / dt, 0.0
+        for g in got:
+            ref = (a * ref + b) / (a + 1 + b)
+            if k == 0:
+                assert abs(g - ref) < 1e-10
+        errs.append(abs(got[-1] - phi_eq * (1 - np.exp(-(1 + b)))))
+    order = np.log2(errs[1] / errs[2])
+    verification("viscous phase field: BDF1 order at t = tau", abs(order - 1.0), 0.1)
+    one = _viscous_relaxation(1e-9, 1.0, 1, H)[0]
+    verification("viscous phase field: tau -> 0 limit", abs(one - phi_eq), 1e-8)
