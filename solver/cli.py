@@ -21,13 +21,25 @@ EXAMPLES = """examples:
 
 
 def _cmd_mesh(args: argparse.Namespace) -> int:
+    """Build the bundle on rank 0 only (under mpirun every rank would write the same files)."""
+    import dolfinx_solver  # noqa: F401  (MPI before mpi4py)
+    from mpi4py import MPI
+
     from meshing import build_bundle
 
     from .config import load_case
 
     rc = load_case(args.case, args.set)
     out = args.output or Path("runs") / (rc.case.name or Path(args.case).stem) / "mesh"
-    build_bundle(rc.case.geometry, Path(out))
+    comm, err = MPI.COMM_WORLD, None
+    if comm.rank == 0:
+        try:
+            build_bundle(rc.case.geometry, Path(out))
+        except InputError as exc:
+            err = exc
+    err = comm.bcast(err, root=0)
+    if err is not None:
+        raise err
     return 0
 
 
