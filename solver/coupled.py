@@ -354,9 +354,8 @@ class CoupledProblem:
         """φ is now the accepted phase field: the Δφ limiter's reference and, for a viscous phase
         field, φ_n of the next step."""
         self.phi_committed = self.blocks.phi.x.array.copy()
-        phi_n = getattr(self.blocks, "phi_n", None)
-        if phi_n is not None:
-            phi_n.x.array[:] = self.phi_committed
+        if self.blocks.phi_n is not None:
+            self.blocks.phi_n.x.array[:] = self.phi_committed
 
     def sigma1(self) -> fem.Function:
         """Largest principal stress (GPa) as a DG0 field on the particle (compiled once)."""

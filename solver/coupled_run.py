@@ -36,6 +36,9 @@ RADIAL_COLUMNS = ("step", "time_s", "voltage_V") + tuple(
     f"shell_{a:.2f}_{b:.2f}" for a, b in zip(RADIAL_SHELLS[:-1], RADIAL_SHELLS[1:], strict=True)
 )
 FIELD_NAMES = ("x", "V", "u", "phi")
+#: this many accepted steps in a row shorter than STALL_DT_S with the rate-independent phase
+#: field print a hint: an unstable crack advance at fixed load (README, "Phase-field viscosity")
+STALL_STEPS, STALL_DT_S = 20, 1.0
 
 
 class Interrupted(Exception):
@@ -238,6 +241,11 @@ class CoupledRun:
         sig = _Signals()
         cp.should_stop = lambda: bool(sig.agreed(comm))
 
+        stall = {
+            "steps": 0,
+            "hinted": not cp.fracture or rc.case.physics.phase_field_relaxation_s > 0,
+        }
+
         def on_accept(step_no: int, k: int, trial) -> None:
             cp.after_accept()
             obs = cp.observables()
@@ -263,6 +271,17 @@ class CoupledRun:
                 f"phi_max {obs.get('phi_max', 0.0):.3f}  newton {trial.newton_iterations}"
                 + ("  (crack jump: dphi limit waived)" if cp.last_step_jump else "")
             )
+            stall["steps"] = stall["steps"] + 1 if trial.dt < STALL_DT_S else 0
+            if stall["steps"] >= STALL_STEPS and not stall["hinted"]:
+                stall["hinted"] = True
+                hint = (
+                    f"{STALL_STEPS} steps in a row shorter than {STALL_DT_S:g} s at "
+                    f"{s.voltage_V:.4f} V: the crack advances unstably at fixed load, which the "
+                    "rate-independent phase field cannot follow; physics.phase_field_relaxation_s "
+                    "(e.g. 10) lets the run through it (README, Phase-field viscosity)"
+                )
+                record.setdefault("warnings", []).append(hint)
+                self._log(f"hint: {hint}")
             for v in targets:
                 key = f"{v:.3f}"
                 if key not in written and s.voltage_V >= v - 1e-3:

@@ -85,6 +85,26 @@ def test_restart_reproduces_uninterrupted_run(mpi_tmp_path, relaxation):
     assert len(rd["step"]) == len(b["step"])
 
 
+@pytest.mark.parametrize("relaxation", [0.0, 10.0])
+def test_run_of_tiny_steps_hints_at_the_phase_field_viscosity(
+    mpi_tmp_path, monkeypatch, relaxation
+):
+    """STALL_STEPS accepted steps < STALL_DT_S: one hint in run.json, only if tau = 0."""
+    import solver.coupled_run as cr
+
+    monkeypatch.setattr(cr, "STALL_STEPS", 3)
+    case = CASE | {
+        "physics": {"phase_field_relaxation_s": relaxation},
+        "solver": CASE["solver"] | {"dt_max_s": 0.5, "dt_initial_s": 0.5},
+    }
+    rec = _run(mpi_tmp_path, MPI.COMM_WORLD, case, stop_after_steps=4)
+    warnings = rec.get("warnings", [])
+    if relaxation == 0:
+        assert len(warnings) == 1 and "phase_field_relaxation_s" in warnings[0]
+    else:
+        assert warnings == []
+
+
 def test_ranks_agree(mpi_tmp_path):
     """COMM_WORLD run vs a COMM_SELF run of the same case: voltage 1e-6 rel, damage 1e-3 abs."""
     comm = MPI.COMM_WORLD
@@ -234,7 +254,7 @@ def _fake_problem(n: int = 4):
         function_space=SimpleNamespace(dofmap=SimpleNamespace(index_map=imap)),
     )
     history = SimpleNamespace(update=lambda *a: 0.0)
-    cp.blocks = SimpleNamespace(phi=phi, history=history, psi_plus=None)
+    cp.blocks = SimpleNamespace(phi=phi, phi_n=None, history=history, psi_plus=None)
     cp.dom = SimpleNamespace(mesh=SimpleNamespace(comm=MPI.COMM_SELF))
     cp.fracture, cp.entity_maps, cp.fields = True, [], [phi]
     cp.phi_committed = phi.x.array.copy()
