@@ -89,6 +89,13 @@ def main() -> None:
         default=0.0,
         help="physics.phase_field_relaxation_s: viscous phase field, relaxation time (s)",
     )
+    ap.add_argument(
+        "--petsc",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="solver.petsc_options (relative to the coupled solver's prefix)",
+    )
     ap.add_argument("--verbose", action="store_true", help="print every step")
     ap.add_argument("--tag", default="")
     args = ap.parse_args()
@@ -113,7 +120,11 @@ def main() -> None:
             },
             "protocol": protocol,
             "physics": {"phase_field_relaxation_s": args.relaxation},
-            "solver": {"linear": linear, "dt_max_s": args.dt_max},
+            "solver": {
+                "linear": linear,
+                "dt_max_s": args.dt_max,
+                "petsc_options": dict(kv.split("=", 1) for kv in args.petsc),
+            },
             "output": {"fields_at_voltages_V": [], "checkpoint_every_steps": 0},
         }
         rc = resolve_case(case, None)
@@ -190,6 +201,8 @@ def main() -> None:
             "h_um": args.h,
             "l_m": args.l,
             "phase_field_relaxation_s": args.relaxation,
+            "petsc_options": dict(kv.split("=", 1) for kv in args.petsc),
+            "PETSC_OPTIONS": os.environ.get("PETSC_OPTIONS", ""),
             "protocol": protocol,
             "rows": rows,
         }
