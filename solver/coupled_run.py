@@ -236,6 +236,16 @@ class CoupledRun:
         targets = sorted(rc.case.output.fields_at_voltages_V)
         written = set(meta.get("fields_written", []))
         last_ckpt = {"t": time.perf_counter(), "step": resume["step_no"] if resume else 0}
+        # time-loop wall time of the earlier segments of a restarted run, up to their last
+        # checkpoint (work after it is lost and done again in this segment)
+        clock = {"before": float(meta.get("solve_s_cumulative", 0.0)), "t0": time.perf_counter()}
+
+        def extra() -> dict:
+            return {
+                "fields_written": sorted(written),
+                "solve_s_cumulative": clock["before"] + time.perf_counter() - clock["t0"],
+            }
+
         self.phases["setup_s"] = time.perf_counter() - t0
         runner = None
         sig = _Signals()
@@ -298,7 +308,7 @@ class CoupledRun:
             )
             due = comm.bcast(bool(due), root=0)
             if signum or due:
-                self._checkpoint(cp, st, runner, {"fields_written": sorted(written)})
+                self._checkpoint(cp, st, runner, extra())
                 last_ckpt.update(t=time.perf_counter(), step=step_no)
             if signum:
                 raise Interrupted(signum)
@@ -309,12 +319,12 @@ class CoupledRun:
             self._log(msg)
             signum = sig.agreed(comm)
             if signum:
-                self._checkpoint(cp, st, runner, {"fields_written": sorted(written)})
+                self._checkpoint(cp, st, runner, extra())
                 raise Interrupted(signum)
 
         st.on_reject = on_reject
         runner = ProtocolRunner(ec, st, rc.case.protocol, cfg, on_accept)
-        t0 = time.perf_counter()
+        t0 = clock["t0"] = time.perf_counter()
         status, message, code = "finished", "", 0
         try:
             with sig:
@@ -330,6 +340,7 @@ class CoupledRun:
             writer.close()
             radial.close()
             self.phases["solve_s"] = time.perf_counter() - t0
+            self.phases["solve_s_all_segments"] = clock["before"] + self.phases["solve_s"]
             self.phases["total_s"] = time.perf_counter() - t_all
             s = st.stats
             record.update(

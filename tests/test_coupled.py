@@ -74,6 +74,10 @@ def test_restart_reproduces_uninterrupted_run(mpi_tmp_path, relaxation):
     assert (mpi_tmp_path / "part" / "checkpoint.npz").is_file()
     again = _run(mpi_tmp_path / "part", comm, case, restart=True)
     assert again["status"] == "finished"
+    # wall time of the time loop over both segments: the first one ended with its checkpoint
+    w1, w2 = part["wall_time_s"], again["wall_time_s"]
+    assert w2["solve_s"] + 0.5 * w1["solve_s"] < w2["solve_s_all_segments"]
+    assert w2["solve_s_all_segments"] <= w2["solve_s"] + w1["solve_s"] + 1e-9
     a = read_table(mpi_tmp_path / "full" / "timeseries.csv")
     b = read_table(mpi_tmp_path / "part" / "timeseries.csv")
     assert len(a["step"]) == len(b["step"]) > 7
