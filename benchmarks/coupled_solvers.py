@@ -8,11 +8,18 @@ peak memory (sum over ranks), final damage fraction. The mesh is a mesh bundle o
 Voronoi grains (``--mesh bundle``, meshing issue) or the voxelised-Voronoi test mesh
 (``--mesh voxel``: grain boundaries follow tet faces; for solver timing only). Prints a table and
 writes ``benchmarks/results/coupled_solvers[_TAG].json`` with machine, commit and load average.
+
+Runs longer than a session: ``--run-dir DIR`` keeps each option's run directory in DIR/<option>
+with a checkpoint every ``--checkpoint-minutes``; the same command again continues an
+interrupted (killed, signalled) run from its checkpoint, skips a finished one, and reports the
+time loop over all segments (``wall_s``; the work lost after a segment's last checkpoint is not
+counted, it is done again). CPU time and LU factorisations are then those of the last segment.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -96,6 +103,8 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="solver.petsc_options (relative to the coupled solver's prefix)",
     )
+    ap.add_argument("--run-dir", type=Path, default=None, help="keep/continue runs in DIR/<option>")
+    ap.add_argument("--checkpoint-minutes", type=float, default=10.0, help="with --run-dir")
     ap.add_argument("--verbose", action="store_true", help="print every step")
     ap.add_argument("--tag", default="")
     args = ap.parse_args()
@@ -125,23 +134,40 @@ def main() -> None:
                 "dt_max_s": args.dt_max,
                 "petsc_options": dict(kv.split("=", 1) for kv in args.petsc),
             },
-            "output": {"fields_at_voltages_V": [], "checkpoint_every_steps": 0},
+            "output": {
+                "fields_at_voltages_V": [],
+                "checkpoint_every_steps": 0,
+                "checkpoint_every_minutes": args.checkpoint_minutes if args.run_dir else 0.0,
+            },
         }
         rc = resolve_case(case, None)
-        with tempfile.TemporaryDirectory() as tmp:
+        keep = args.run_dir is not None
+        with (
+            contextlib.nullcontext(str(args.run_dir / linear))
+            if keep
+            else tempfile.TemporaryDirectory()
+        ) as tmp:
             out = Path(comm.bcast(tmp if comm.rank == 0 else None, root=0))
+            prev = {}
+            if keep and (out / "run" / "run.json").is_file():
+                prev = json.loads((out / "run" / "run.json").read_text())
             lu0 = _lu_count()
             cpu0 = time.process_time()
-            t0 = time.perf_counter()
-            rec = CoupledRun(
-                rc,
-                out / "run",
-                comm,
-                dom=dom,
-                verbose=args.verbose,
-                stop_after_steps=args.max_steps,
-            ).run()
-            wall = time.perf_counter() - t0
+            if prev.get("status") == "finished":  # an earlier invocation completed it
+                rec = prev
+            else:  # a killed run still says "running"; an interrupted one has a checkpoint
+                rec = CoupledRun(
+                    rc,
+                    out / "run",
+                    comm,
+                    dom=dom,
+                    verbose=args.verbose,
+                    stop_after_steps=args.max_steps,
+                    restart=keep and (out / "run" / "checkpoint.npz").is_file(),
+                ).run()
+            # this segment (set-up, time loop, exports) plus the earlier segments' time loops
+            wt = rec["wall_time_s"]
+            wall = wt["total_s"] - wt["solve_s"] + wt.get("solve_s_all_segments", wt["solve_s"])
             cpu = comm.allreduce(time.process_time() - cpu0, op=MPI.MAX)
             lu = comm.allreduce(_lu_count() - lu0, op=MPI.MAX)
             import csv
