@@ -129,6 +129,21 @@ def test_same_seed_same_bundle(tmp_path):
 
 
 @pytest.mark.serial
+def test_bundle_independent_of_blas_threads(tmp_path):
+    """The shape fit's least squares differ in the last digits with the BLAS thread count and
+    the tessellation amplifies that (without the limit in build_bundle these grains differ)."""
+    from threadpoolctl import threadpool_limits
+
+    geo = _geo("synthetic", count=6, h=1.6, shape_seed=3)
+    out = []
+    for n in (1, 2):
+        with threadpool_limits(limits=n, user_api="blas"):
+            b = build_bundle(geo, tmp_path / f"blas{n}", verbose=False)
+        out.append(((b / "grains.csv").read_text(), (b / "mesh.msh").read_bytes()))
+    assert out[0] == out[1]
+
+
+@pytest.mark.serial
 def test_c_axes_uniform_on_sphere():
     """Mean of n is ~0 and the mean of n_z^2 is 1/3 (uniform law), 4000 axes, 5-sigma bounds."""
     from meshing.tessellation import uniform_axes
