@@ -238,12 +238,12 @@ class CoupledRun:
         last_ckpt = {"t": time.perf_counter(), "step": resume["step_no"] if resume else 0}
         # time-loop wall time of the earlier segments of a restarted run, up to their last
         # checkpoint (work after it is lost and done again in this segment)
-        clock = {"before": float(meta.get("solve_s_cumulative", 0.0)), "t0": time.perf_counter()}
+        clock = {"before": float(meta.get("solve_s_all_segments", 0.0)), "t0": time.perf_counter()}
 
         def extra() -> dict:
             return {
                 "fields_written": sorted(written),
-                "solve_s_cumulative": clock["before"] + time.perf_counter() - clock["t0"],
+                "solve_s_all_segments": clock["before"] + time.perf_counter() - clock["t0"],
             }
 
         self.phases["setup_s"] = time.perf_counter() - t0
