@@ -109,6 +109,7 @@ def main() -> None:
     ap.add_argument("--tag", default="")
     args = ap.parse_args()
     comm = MPI.COMM_WORLD
+    petsc = dict(kv.split("=", 1) for kv in args.petsc)
     load0 = os.getloadavg()
     dom = make_domain(args.mesh, args.grains, args.h, comm)
     protocol = [{"type": "cc", "c_rate": 0.02, "until_voltage_V": args.until}]
@@ -132,7 +133,7 @@ def main() -> None:
             "solver": {
                 "linear": linear,
                 "dt_max_s": args.dt_max,
-                "petsc_options": dict(kv.split("=", 1) for kv in args.petsc),
+                "petsc_options": petsc,
             },
             "output": {
                 "fields_at_voltages_V": [],
@@ -227,7 +228,7 @@ def main() -> None:
             "h_um": args.h,
             "l_m": args.l,
             "phase_field_relaxation_s": args.relaxation,
-            "petsc_options": dict(kv.split("=", 1) for kv in args.petsc),
+            "petsc_options": petsc,
             "PETSC_OPTIONS": os.environ.get("PETSC_OPTIONS", ""),
             "protocol": protocol,
             "rows": rows,
