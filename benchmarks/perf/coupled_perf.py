@@ -340,6 +340,8 @@ def cmd_one(a: argparse.Namespace) -> None:
         )
         if a.save:
             _append(row)
+        if a.json_out:
+            Path(a.json_out).write_text(json.dumps(row, indent=1))
 
 
 def cmd_all(a: argparse.Namespace) -> None:
@@ -508,6 +510,7 @@ def main() -> None:
     one.add_argument("--solver", default="fieldsplit")
     one.add_argument("--steps", type=int, default=1, help="accepted time steps")
     one.add_argument("--save", action="store_true", help="append the row to the JSON")
+    one.add_argument("--json-out", metavar="FILE", help="also write the row to FILE")
     one.add_argument(
         "--petsc", nargs="*", default=[], metavar="KEY=VALUE", help="solver.petsc_options"
     )
