@@ -19,6 +19,9 @@ without copying them, and the monolithic sparsity pattern (its construction rais
 ~3.4 KB per unknown) is never built. Measured on the 50-grain particle at 168 k
 unknowns, 1 rank: peak memory 1193 -> 901 MB, the same Newton iterations, Krylov iterations
 per Newton step 18.8 -> 20.6 (the Li-content block by GAMG instead of an exact LU of (x, V)).
+After each GAMG set-up (``fieldsplit``, ``iterative``) the data its Galerkin products keep for
+a reuse that never comes is freed (:func:`release_gamg_products`): 2 ranks, 167 k unknowns,
+peak 5.04 -> 4.68 KB per unknown summed over ranks, the same iterates.
 """
 
 from __future__ import annotations
