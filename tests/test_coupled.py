@@ -169,6 +169,39 @@ def test_staggered_iterative_matches_lu(mpi_tmp_path):
     assert np.nanmax(rec["damage_fraction"]) > 0
 
 
+def test_idle_solver_family_released_between_fallbacks(mpi_tmp_path, monkeypatch):
+    """With ``release_idle`` (problems above AUTO_MUMPS_MAX_UNKNOWNS) the monolithic solver is
+    destroyed when the staggered fallback takes over and rebuilt when it is tried again, and
+    the other way round; the run is the same as with both kept. The monolithic Newton gets one
+    iteration (too few), so that the run switches back and forth many times."""
+    import solver.coupled as sc
+    from solver.nonlinear import BlockNewton
+
+    comm = MPI.COMM_WORLD
+    opts = {"petsc_options": {"snes_max_it": 1}, "staggered_linear": "mumps"}
+    keep = _run_case(mpi_tmp_path / "keep", comm, "mumps", **opts)
+    closed = []
+    close = BlockNewton.close
+
+    def closing(self):  # the prefix now: a destroyed SNES must not be touched
+        closed.append(self.snes.getOptionsPrefix())
+        close(self)
+
+    monkeypatch.setattr(BlockNewton, "close", closing)
+    monkeypatch.setattr(sc, "AUTO_MUMPS_MAX_UNKNOWNS", 0)
+    case = {**CASE, "solver": {**CASE["solver"], "linear": "mumps", **opts}}
+    rec = _run(mpi_tmp_path / "rel", comm, case=case)
+    assert rec["status"] == "finished", rec["status"]
+    a = read_table(keep / "timeseries.csv")
+    b = read_table(mpi_tmp_path / "rel" / "timeseries.csv")
+    np.testing.assert_array_equal(a["step"], b["step"])
+    for col in COLUMNS:
+        np.testing.assert_allclose(b[col], a[col], rtol=1e-10, atol=1e-300, err_msg=col)
+    assert rec["solver"]["staggered_solves"] > 0 and rec["solver"]["monolithic_failures"] > 2
+    mono = [p for p in closed if p.startswith("coupled")]
+    assert len(mono) >= 3, len(mono)  # built again after each stretch of staggered steps
+
+
 def _run_case(out, comm, linear, **solver):
     case = {**CASE, "solver": {**CASE["solver"], "linear": linear, **solver}}
     rec = _run(out, comm, case=case)
@@ -226,7 +259,7 @@ def test_staggered_fallback_policy():
             return NewtonResult(next(script), 2, 3, 30, 0.0)
 
     cp = object.__new__(CoupledProblem)
-    cp.newton = Mono()
+    cp.linear, cp.newton = "fieldsplit", Mono()
     cp.stats = {"monolithic_failures": 0}
     cp.set_fallback_state({"staggered_left": 0, "failures_in_a_row": 0})
 
