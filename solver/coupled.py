@@ -84,6 +84,13 @@ def auto_linear(unknowns: int) -> str:
     return "mumps" if unknowns <= AUTO_MUMPS_MAX_UNKNOWNS else "fieldsplit"
 
 
+def _close(*solvers: BlockNewton | None) -> None:
+    """Close the given solvers (collective), skipping None."""
+    for n in solvers:
+        if n is not None:
+            n.close()
+
+
 class CoupledProblem:
     """All fields, residuals and solvers of a case on a :class:`ParticleDomain`."""
 
@@ -185,9 +192,7 @@ class CoupledProblem:
     def _monolithic_solver(self) -> BlockNewton:
         """The monolithic solver; with :attr:`release_idle` the staggered ones are freed first."""
         if self.release_idle and self._staggered is not None:
-            for n in self._staggered:
-                if n is not None:
-                    n.close()
+            _close(*self._staggered)
             self._staggered = None
         if self.newton is None:
             self.newton = self._monolithic(self.linear)
@@ -325,9 +330,7 @@ class CoupledProblem:
 
     def close(self) -> None:
         """Destroy every solver's PETSc objects collectively (see BlockNewton.close)."""
-        for n in [self.newton, *(self._staggered or ())]:
-            if n is not None:
-                n.close()
+        _close(self.newton, *(self._staggered or ()))
 
     # -- step control and updates ---------------------------------------------------------------
     def dphi_limiter(self, max_dphi: float):

@@ -344,6 +344,20 @@ def cmd_one(a: argparse.Namespace) -> None:
             Path(a.json_out).write_text(json.dumps(row, indent=1))
 
 
+def spawn_json(args: list[str], ranks: int, env: dict | None = None) -> dict:
+    """Run ``python ARGS --json-out FILE`` (under ``mpirun -n RANKS`` for RANKS > 1) in its own
+    process, so that its peak memory is its own, and return the JSON it wrote."""
+    py = sys.executable
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "row.json"
+        cmd = [py, *args, "--json-out", str(out)]
+        if ranks > 1:
+            cmd = [str(Path(py).with_name("mpirun")), "-n", str(ranks), *cmd]
+        env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+        subprocess.run(cmd, env=env, check=True, capture_output=True)
+        return json.loads(out.read_text())
+
+
 def cmd_all(a: argparse.Namespace) -> None:
     py = sys.executable
     mpirun = str(Path(py).with_name("mpirun"))

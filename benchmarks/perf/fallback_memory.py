@@ -17,9 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -74,17 +72,12 @@ def main() -> None:
             if a.json_out:
                 Path(a.json_out).write_text(json.dumps(row))
         return
-    py = sys.executable
+    from coupled_perf import spawn_json
+
     rows = []
     for keep in (False, True):
-        with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp) / "row.json"
-            cmd = [str(Path(py).with_name("mpirun")), "-n", "2", py, __file__, "--json-out"]
-            cmd += [str(out), *(["--keep"] if keep else [])]
-            env = {**os.environ, "OMP_NUM_THREADS": "1"}
-            subprocess.run(cmd, env=env, check=True, capture_output=True)
-            rows.append(json.loads(out.read_text()))
-        r = rows[-1]
+        r = spawn_json([__file__, *(["--keep"] if keep else [])], 2)
+        rows.append(r)
         print(
             f"{r['variant']:24s} {r['peak_mb_all_ranks']:6d} MB  {r['kb_per_unknown_above_imports']} KB/unknown"
         )

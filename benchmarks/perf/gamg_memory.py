@@ -18,13 +18,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from coupled_perf import spawn_json  # noqa: E402
+
 from solver.exports import git_commit  # noqa: E402
 
 PERF = Path(__file__).with_name("coupled_perf.py")
@@ -53,16 +54,9 @@ VARIANTS: list[tuple[str, str, dict]] = [
 
 
 def run(label: str, env_opts: str, petsc: dict, ranks: int) -> dict:
-    py = sys.executable
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "row.json"
-        cmd = [py, str(PERF), "one", "--h", "0.8", "--refine", "1", "--solver", "fieldsplit"]
-        cmd += ["--json-out", str(out), "--petsc", *(f"{k}={v}" for k, v in petsc.items())]
-        if ranks > 1:
-            cmd = [str(Path(py).with_name("mpirun")), "-n", str(ranks), *cmd]
-        env = {**os.environ, "PETSC_OPTIONS": env_opts, "OMP_NUM_THREADS": "1"}
-        subprocess.run(cmd, env=env, check=True, capture_output=True)
-        r = json.loads(out.read_text())
+    args = [str(PERF), "one", "--h", "0.8", "--refine", "1", "--solver", "fieldsplit"]
+    args += ["--petsc", *(f"{k}={v}" for k, v in petsc.items())]
+    r = spawn_json(args, ranks, {"PETSC_OPTIONS": env_opts})
     pn, mem = r["per_newton_s"], r["memory"]
     return {
         "variant": label,
