@@ -102,6 +102,29 @@ def _release_after_setup(ksp: PETSc.KSP, its: int, _rnorm: float) -> None:
         release_gamg_products(ksp.getPC())
 
 
+def release_krylov_basis(ksp: PETSc.KSP) -> None:
+    """Free the Krylov basis a GMRES solver keeps from its last solve; no-op for other types.
+
+    GMRES allocates its basis vectors as the iterations need them and keeps them until the
+    solver is reset, so from the second Newton iteration on the next preconditioner set-up runs
+    beside the last solve's basis: up to ``ksp_gmres_restart`` (100 for ``fieldsplit``) vectors
+    of the whole system, 0.8 KB per unknown, at the hard steps of a run. GMRES's own data is
+    rebuilt by a type round trip (the preconditioner, operators, tolerances, preconditioning side
+    and monitors belong to the KSP and stay); its options (restart, orthogonalisation) are read
+    again. The iterates do not change. Collective.
+    """
+    if ksp.getType() != PETSc.KSP.Type.GMRES:
+        return
+    ksp.setType(PETSc.KSP.Type.PREONLY)
+    ksp.setType(PETSc.KSP.Type.GMRES)
+    ksp.setFromOptions()
+
+
+def _release_before_newton_step(snes: PETSc.SNES, _step: int) -> None:
+    """SNES update: runs at the start of every Newton iteration, before the Jacobian."""
+    release_krylov_basis(snes.getKSP())
+
+
 @dataclass
 class NewtonResult:
     """Outcome of one nonlinear solve."""
@@ -357,6 +380,7 @@ class BlockNewton:
             self.problem.A.setNearNullSpace(rigid_body_modes(u[0].function_space))
         if linear in ("fieldsplit", "iterative"):
             self.snes.getKSP().setMonitor(_release_after_setup)
+            self.snes.setUpdate(_release_before_newton_step)
         if petsc_options:  # the user's last word; sub-solver options are read at first set-up
             db = PETSc.Options()
             for k, v in petsc_options.items():

@@ -141,3 +141,56 @@ def test_gamg_product_data_released_after_setup():
     types = _product_types(newton)
     u_types = next(ts for p, ts in types.items() if p.endswith("fieldsplit_f0_"))
     assert u_types and all(t == 4 for t in u_types), types  # PtAP data kept for the reuse
+
+
+def test_krylov_basis_released_between_newton_iterations():
+    """The iterative paths free GMRES's basis at the start of every Newton iteration (before the
+    next preconditioner set-up) without changing the solver: the restart, the preconditioning
+    side, the monitors and the iterates stay those of a solver that keeps its basis."""
+    import solver.nonlinear as nl
+
+    opts = {"ksp_gmres_restart": 37}
+    newton, _ = _system("fieldsplit", petsc_options=opts)
+    ksp = newton.snes.getKSP()
+    released = []
+    orig = nl.release_krylov_basis
+
+    def spy(k):
+        released.append(k.getType())
+        orig(k)
+
+    nl.release_krylov_basis = spy
+    try:
+        res = newton.solve()
+    finally:
+        nl.release_krylov_basis = orig
+    assert res.converged
+    assert len(released) == res.iterations >= 3  # once per Newton iteration
+    assert ksp.getType() == "gmres" and ksp.getPCSide() == PETSc.PC.Side.RIGHT
+    text = _view_text(ksp)
+    assert "restart=37" in text, text
+    assert all(t == 0 for ts in _product_types(newton).values() for t in ts)  # monitor kept
+
+    kept, _ = _system("fieldsplit", petsc_options=opts)
+    kept.snes.setUpdate(None)
+    ref = kept.solve()
+    assert (ref.iterations, ref.linear_iterations) == (res.iterations, res.linear_iterations)
+    for a, b in zip(newton.u, kept.u, strict=True):
+        np.testing.assert_array_equal(a.x.array, b.x.array)
+
+
+def _view_text(ksp: PETSc.KSP) -> str:
+    """KSPView output as a string (rank 0's copy on every rank)."""
+    import os
+    import tempfile
+
+    comm = ksp.getComm().tompi4py()
+    path = comm.bcast(tempfile.mkstemp(suffix=".txt")[1] if comm.rank == 0 else None)
+    v = PETSc.Viewer().createASCII(path, comm=ksp.getComm())
+    ksp.view(v)
+    v.destroy()
+    comm.barrier()
+    text = comm.bcast(open(path).read() if comm.rank == 0 else None)
+    if comm.rank == 0:
+        os.remove(path)
+    return text
