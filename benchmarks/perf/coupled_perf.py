@@ -344,6 +344,14 @@ def cmd_one(a: argparse.Namespace) -> None:
             Path(a.json_out).write_text(json.dumps(row, indent=1))
 
 
+def write_result(name: str, doc: dict) -> Path:
+    """Write ``doc`` to ``benchmarks/results/NAME.json`` (indented, final newline) and say so."""
+    out = REPO / "benchmarks" / "results" / f"{name}.json"
+    out.write_text(json.dumps(doc, indent=1) + "\n")
+    print(f"wrote {out.relative_to(REPO)}")
+    return out
+
+
 def spawn_json(args: list[str], ranks: int, env: dict | None = None) -> dict:
     """Run ``python ARGS --json-out FILE`` (under ``mpirun -n RANKS`` for RANKS > 1) in its own
     process, so that its peak memory is its own, and return the JSON it wrote."""

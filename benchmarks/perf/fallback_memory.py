@@ -72,7 +72,7 @@ def main() -> None:
             if a.json_out:
                 Path(a.json_out).write_text(json.dumps(row))
         return
-    from coupled_perf import spawn_json
+    from coupled_perf import spawn_json, write_result
 
     rows = []
     for keep in (False, True):
@@ -87,9 +87,7 @@ def main() -> None:
         "machine": {"node": os.uname().nodename, "cpus": os.cpu_count()},
         "rows": rows,
     }
-    out = REPO / "benchmarks" / "results" / "fallback_memory_np2.json"
-    out.write_text(json.dumps(doc, indent=1) + "\n")
-    print(f"wrote {out.relative_to(REPO)}")
+    write_result("fallback_memory_np2", doc)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ onset, see coupled_solvers_400_*) need more Krylov vectors, and the variants dif
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -24,7 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from coupled_perf import spawn_json  # noqa: E402
+from coupled_perf import spawn_json, write_result  # noqa: E402
 
 from solver.exports import git_commit  # noqa: E402
 
@@ -104,9 +103,7 @@ def main() -> None:
         "mpi_ranks": a.ranks,
         "rows": rows,
     }
-    out = REPO / "benchmarks" / "results" / f"gamg_memory_np{a.ranks}.json"
-    out.write_text(json.dumps(doc, indent=1) + "\n")
-    print(f"wrote {out.relative_to(REPO)}")
+    write_result(f"gamg_memory_np{a.ranks}", doc)
 
 
 if __name__ == "__main__":

@@ -200,7 +200,7 @@ def main() -> None:
     if a.mode == "one":
         one(a.json_out, dict(kv.split("=", 1) for kv in a.petsc))
         return
-    from coupled_perf import machine, spawn_json
+    from coupled_perf import machine, spawn_json, write_result
 
     from solver.exports import git_commit
 
@@ -217,9 +217,7 @@ def main() -> None:
         "git_commit": git_commit(),
         "rows": rows,
     }
-    out = REPO / "benchmarks" / "results" / "memory_budget.json"
-    out.write_text(json.dumps(doc, indent=1) + "\n")
-    print(f"wrote {out.relative_to(REPO)}")
+    write_result("memory_budget", doc)
 
 
 if __name__ == "__main__":
