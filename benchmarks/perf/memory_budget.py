@@ -1,10 +1,11 @@
 """Where the memory of the iterative path goes: a per-rank budget of one coupled step.
 
     python benchmarks/perf/memory_budget.py     # 1 rank, 2 ranks, 2 ranks low-memory; the JSON
+    python benchmarks/perf/memory_budget.py --h 0.6   # the same at 312 k unknowns
     mpirun -n 2 python benchmarks/perf/memory_budget.py one --json-out FILE [--petsc KEY=VALUE]
 
 The run is ``coupled_perf.py one`` (the demo geometry at h = 0.8 µm refined once in DOLFINx,
-167 k unknowns, one 1C step from rest with ``solver.linear: fieldsplit``). Resident set size
+167 k unknowns, or ``--h 0.6``, 312 k; one 1C step from rest with ``solver.linear: fieldsplit``). Resident set size
 is read per rank at these points:
 
 - ``imports``: before the mesh is read (Python, DOLFINx, PETSc and MPI libraries);
@@ -84,7 +85,7 @@ LOW_MEMORY = {
 COLUMNS = [("1 rank", 1, {}), ("2 ranks", 2, {}), ("2 ranks, low-memory options", 2, LOW_MEMORY)]
 
 
-def one(json_out: str | None, petsc: dict | None = None) -> dict | None:
+def one(json_out: str | None, petsc: dict | None = None, h: float = 0.8) -> dict | None:
     """One instrumented run in this process (collective); the budget row on rank 0."""
     import coupled_perf
     import dolfinx_solver  # noqa: F401
@@ -133,7 +134,7 @@ def one(json_out: str | None, petsc: dict | None = None) -> dict | None:
     cr.CoupledProblem.__init__ = problem_init
     nl.BlockNewton.__init__ = block_newton_init
     nl._residual_nest = residual_nest
-    r = coupled_perf.run_one(0.8, 1, "fieldsplit", 1, petsc or {})
+    r = coupled_perf.run_one(h, 1, "fieldsplit", 1, petsc or {})
     comm = MPI.COMM_WORLD
     ranks = comm.gather(at, root=0)
     if comm.rank != 0:
@@ -159,6 +160,7 @@ def one(json_out: str | None, petsc: dict | None = None) -> dict | None:
     above = sum(a["hwm"] - a["imports"] for a in ranks)
     row = {
         "ranks": comm.size,
+        "particle_mesh_size_um": h,
         "solver.petsc_options": petsc or {},
         "unknowns": n,
         "newton": r["newton_iterations"],
@@ -196,9 +198,10 @@ def main() -> None:
     ap.add_argument("mode", nargs="?", default="table", choices=("table", "one"))
     ap.add_argument("--json-out", help="(one) write the row here")
     ap.add_argument("--petsc", nargs="*", default=[], help="(one) solver.petsc_options KEY=VALUE")
+    ap.add_argument("--h", type=float, default=0.8, help="particle mesh size before refinement, µm")
     a = ap.parse_args()
     if a.mode == "one":
-        one(a.json_out, dict(kv.split("=", 1) for kv in a.petsc))
+        one(a.json_out, dict(kv.split("=", 1) for kv in a.petsc), a.h)
         return
     from coupled_perf import machine, spawn_json, write_result
 
@@ -206,7 +209,14 @@ def main() -> None:
 
     rows = []
     for label, ranks, petsc in COLUMNS:
-        args = [__file__, "one", "--petsc", *(f"{k}={v}" for k, v in petsc.items())]
+        args = [
+            __file__,
+            "one",
+            "--h",
+            str(a.h),
+            "--petsc",
+            *(f"{k}={v}" for k, v in petsc.items()),
+        ]
         rows.append({"label": label, **spawn_json(args, ranks)})
     print(table(rows))
     doc = {
@@ -217,7 +227,7 @@ def main() -> None:
         "git_commit": git_commit(),
         "rows": rows,
     }
-    write_result("memory_budget", doc)
+    write_result("memory_budget" + ("" if a.h == 0.8 else f"_h{a.h}"), doc)
 
 
 if __name__ == "__main__":
