@@ -21,7 +21,11 @@ unknowns, 1 rank: peak memory 1193 -> 901 MB, the same Newton iterations, Krylov
 per Newton step 18.8 -> 20.6 (the Li-content block by GAMG instead of an exact LU of (x, V)).
 After each GAMG set-up (``fieldsplit``, ``iterative``) the data its Galerkin products keep for
 a reuse that never comes is freed (:func:`release_gamg_products`): 2 ranks, 167 k unknowns,
-peak 5.04 -> 4.68 KB per unknown summed over ranks, the same iterates.
+peak 5.04 -> 4.68 KB per unknown summed over ranks, the same iterates. GMRES's basis is freed
+at the start of every Newton iteration (:func:`release_krylov_basis`), so that the next set-up
+does not run beside it (later set-ups 552 -> 538 MB on rank 0 in that run; up to 0.8 KB per
+unknown in hard steps, where the basis has 100 vectors). Where the rest of the memory goes:
+``benchmarks/perf/memory_budget.py``.
 """
 
 from __future__ import annotations
