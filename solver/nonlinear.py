@@ -414,14 +414,13 @@ class BlockNewton:
             self._setup_fieldsplit(prefix, groups or [[i] for i in range(len(u))])
         elif linear == "iterative" and kinds[0] == "vector":
             self.problem.A.setNearNullSpace(rigid_body_modes(u[0].function_space))
-        if linear in ("fieldsplit", "iterative"):
-            self.snes.getKSP().setMonitor(_release_after_setup)
         if petsc_options:  # the user's last word; sub-solver options are read at first set-up
             db = PETSc.Options()
             for k, v in petsc_options.items():
                 db[prefix + k] = v
             self.snes.setFromOptions()
-        if linear in ("fieldsplit", "iterative"):
+        if linear in ("fieldsplit", "iterative"):  # memory releases around each GAMG set-up
+            self.snes.getKSP().setMonitor(_release_after_setup)
             reuse = any(
                 k.startswith(prefix)
                 and k.endswith("pc_gamg_reuse_interpolation")
