@@ -42,24 +42,22 @@ STEP_COLUMNS = (
     "phi_max",
     "newton_iterations",
 )
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
 
-from solver.config import resolve_case  # noqa: E402
-from solver.coupled_run import CoupledRun  # noqa: E402
-from solver.exports import git_commit  # noqa: E402
-from solver.mechanics import ParticleDomain  # noqa: E402
-from solver.nonlinear import _lu_count  # noqa: E402
+from polycrack.config import resolve_case  # noqa: E402
+from polycrack.numerics.nonlinear import _lu_count  # noqa: E402
+from polycrack.physics.mechanics import ParticleDomain  # noqa: E402
+from polycrack.workflow.coupled_run import CoupledRun  # noqa: E402
+from polycrack.workflow.exports import git_commit  # noqa: E402
 
 
 def make_domain(kind: str, grains: int, h: float, comm) -> ParticleDomain:
     if kind == "voxel":
-        from mesh_helpers_mech import voronoi_sphere
+        from polycrack.verification.mech_meshes import voronoi_sphere
 
         msh, ct, ft, axes = voronoi_sphere(n_grains=grains, h_particle=h, h_binder=2.5, comm=comm)
         return ParticleDomain.build(msh, ct, ft, axes)
-    from solver.config import GeometryConfig
-    from solver.domain import ensure_bundle, load_bundle
+    from polycrack.config import GeometryConfig
+    from polycrack.physics.domain import ensure_bundle, load_bundle
 
     geo = GeometryConfig.model_validate(
         {

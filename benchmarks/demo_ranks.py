@@ -23,10 +23,9 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
-from solver.exports import git_commit  # noqa: E402
-from solver.plots import read_table  # noqa: E402
+from polycrack.post.plots import read_table  # noqa: E402
+from polycrack.workflow.exports import git_commit  # noqa: E402
 
 VOLTAGE_RTOL = 1e-6
 DAMAGE_ATOL = 1e-3

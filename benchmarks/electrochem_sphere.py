@@ -25,12 +25,11 @@ import numpy as np
 from mpi4py import MPI
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
-from solver.config import load_case  # noqa: E402
-from solver.plots import read_table  # noqa: E402
-from solver.run import ElectrochemRun  # noqa: E402
-from solver.spm1d import SPM1D  # noqa: E402
+from polycrack.config import load_case  # noqa: E402
+from polycrack.post.plots import read_table  # noqa: E402
+from polycrack.problems.spm1d import SPM1D  # noqa: E402
+from polycrack.workflow.run import ElectrochemRun  # noqa: E402
 
 TARGETS = {
     "max_dV_cc_mV": 2.0,

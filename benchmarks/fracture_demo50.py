@@ -6,7 +6,7 @@ and two controls with Gc_GB = Gc_bulk: 50 J/m^2 (same bulk) and both equal to th
 Coarse mesh (h ~ ``--h`` µm in the particle) with a correspondingly larger l = 2h (and l_gamma = l);
 Gc_bulk = 50 J/m^2, Gc_GB = 5 J/m^2 as in the baseline set. The mesh comes from the meshing
 package's bundle when available (``meshing.build_bundle``); otherwise a voxelised Voronoi
-tessellation on a gmsh sphere-in-shell mesh (tests/mesh_helpers_mech.py).
+tessellation on a gmsh sphere-in-shell mesh (polycrack.verification.mech_meshes).
 
 Run: python benchmarks/fracture_demo50.py [--h 0.6] [--dx 0.025]   (also under mpirun)
 """
@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import resource
-import sys
 import time
 from pathlib import Path
 
@@ -26,27 +25,26 @@ import numpy as np
 from mpi4py import MPI
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from solver import config  # noqa: E402
-from solver import materials as mat  # noqa: E402
-from solver import mechanics as M  # noqa: E402
-from solver.fracture import effective_gb_toughness  # noqa: E402
-from solver.quasistatic import FractureSettings, QuasiStaticFracture  # noqa: E402
+from polycrack import config  # noqa: E402
+from polycrack.physics import materials as mat  # noqa: E402
+from polycrack.physics import mechanics as M  # noqa: E402
+from polycrack.physics.fracture import effective_gb_toughness  # noqa: E402
+from polycrack.problems.quasistatic import FractureSettings, QuasiStaticFracture  # noqa: E402
 
 
 def build_domain(h: float, seed: int, comm) -> tuple[M.ParticleDomain, str]:
     """Bundle-based domain if the meshing package provides it, else the test fallback."""
     try:
-        from meshing import build_bundle  # type: ignore[attr-defined]  # noqa: F401
-        from solver.domain import load_bundle  # type: ignore[import-not-found]  # noqa: F401
+        from polycrack.meshing import build_bundle  # type: ignore[attr-defined]  # noqa: F401
+        from polycrack.physics.domain import load_bundle  # type: ignore[import-not-found]  # noqa: F401
 
         have_bundle = True
     except ImportError:
         have_bundle = False
     if have_bundle and os.environ.get("POLYCRACK_DEMO50_FALLBACK") != "1":
-        from meshing import build_bundle
-        from solver.domain import load_bundle
+        from polycrack.meshing import build_bundle
+        from polycrack.physics.domain import load_bundle
 
         geometry = config.GeometryConfig.model_validate(
             {
@@ -60,8 +58,7 @@ def build_domain(h: float, seed: int, comm) -> tuple[M.ParticleDomain, str]:
         path = build_bundle(geometry, out) if comm.rank == 0 else None
         path = comm.bcast(path, root=0)
         return M.ParticleDomain.from_domain(load_bundle(path, comm)), "mesh bundle"
-    sys.path.insert(0, str(ROOT / "tests"))
-    from mesh_helpers_mech import voronoi_sphere
+    from polycrack.verification.mech_meshes import voronoi_sphere
 
     msh, ct, ft, axes = voronoi_sphere(50, 7.0, 10.0, h, 2.0, seed=seed, comm=comm)
     return M.ParticleDomain.build(msh, ct, ft, axes), "voxelised Voronoi fallback"

@@ -7,7 +7,7 @@ peak memory, load average - the machine is shared, so timings are noisy).
 Three staggered preload steps take x from x0 to ``--x`` + ``--dx``; the timed step then goes to
 ``--x`` (default 0.725 -> 0.70, partial damage with l = 0.8 µm) from that converged state, the
 same start for every solver. Mesh: the meshing bundle when available, else the voxelised Voronoi fallback
-of tests/mesh_helpers_mech.py.
+of polycrack.verification.mech_meshes.
 
 Run: python benchmarks/fracture_step.py [--h 0.4] [--x 0.7]   (also under mpirun -n 2)
 """
@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import resource
-import sys
 import time
 from pathlib import Path
 
@@ -27,15 +26,13 @@ import numpy as np
 from mpi4py import MPI
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
-from solver import config  # noqa: E402
-from solver import materials as mat  # noqa: E402
-from solver import mechanics as M  # noqa: E402
-from solver.nonlinear import BlockNewton  # noqa: E402
-from solver.quasistatic import FractureSettings, QuasiStaticFracture  # noqa: E402
+from polycrack import config  # noqa: E402
+from polycrack.numerics.nonlinear import BlockNewton  # noqa: E402
+from polycrack.physics import materials as mat  # noqa: E402
+from polycrack.physics import mechanics as M  # noqa: E402
+from polycrack.problems.quasistatic import FractureSettings, QuasiStaticFracture  # noqa: E402
 
 
 def peak_mb(comm) -> float:
@@ -63,8 +60,7 @@ def main() -> None:
     import fracture_demo50
 
     if a.grains != 50:  # the fallback mesh builder takes the grain count from here
-        sys.path.insert(0, str(ROOT / "tests"))
-        from mesh_helpers_mech import voronoi_sphere
+        from polycrack.verification.mech_meshes import voronoi_sphere
 
         msh, ct, ft, axes = voronoi_sphere(a.grains, 7.0, 10.0, a.h, 2.0, seed=1, comm=comm)
         dom, source = M.ParticleDomain.build(msh, ct, ft, axes), "voxelised Voronoi fallback"

@@ -15,18 +15,16 @@ import argparse
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
-from meshing.build import build_bundle  # noqa: E402
-from solver.config import GeometryConfig  # noqa: E402
-from solver.exports import git_commit  # noqa: E402
-from tests.meshes import dumbbell_stl  # noqa: E402
+from polycrack.config import GeometryConfig  # noqa: E402
+from polycrack.meshing.build import build_bundle  # noqa: E402
+from polycrack.verification.meshes import dumbbell_stl  # noqa: E402
+from polycrack.workflow.exports import git_commit  # noqa: E402
 
 
 def main() -> None:

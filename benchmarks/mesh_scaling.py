@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
 
 def _cpu_s() -> float:
@@ -37,7 +36,7 @@ def _cpu_s() -> float:
 
 
 def _geometry(source: str, n: int, h: float):
-    from solver.config import GeometryConfig
+    from polycrack.config import GeometryConfig
 
     return GeometryConfig.model_validate(
         {
@@ -50,7 +49,7 @@ def _geometry(source: str, n: int, h: float):
 
 def one_mesh(source: str, n: int, h: float, out: Path) -> dict:
     """Build one bundle in this process and return its row (run in a child process)."""
-    from meshing import build_bundle
+    from polycrack.meshing import build_bundle
 
     load0, c0, t0 = os.getloadavg(), _cpu_s(), time.perf_counter()
     build_bundle(_geometry(source, n, h), out, verbose=False)
@@ -80,8 +79,7 @@ def one_mesh(source: str, n: int, h: float, out: Path) -> dict:
 def one_refine(bundle: Path, levels: int) -> dict | None:
     """load_bundle with ``levels`` uniform refinements on the MPI world (run under mpirun)."""
     from mpi4py import MPI
-
-    from solver.domain import load_bundle
+    from polycrack.physics.domain import load_bundle
 
     comm = MPI.COMM_WORLD
     load0, c0 = os.getloadavg(), _cpu_s()
@@ -121,7 +119,7 @@ def cli_runs(cases: list[str], out_json: Path) -> None:
     import re
     import threading
 
-    from solver.exports import git_commit
+    from polycrack.workflow.exports import git_commit
 
     exe = str(Path(sys.executable).parent / "polycrack")
     rows = []
@@ -250,7 +248,7 @@ def main() -> None:
             Path(js).write_text(json.dumps(row))
         return
 
-    from solver.exports import git_commit
+    from polycrack.workflow.exports import git_commit
 
     py = sys.executable
     rows, refine_rows = [], []

@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,15 +29,14 @@ import numpy as np
 from mpi4py import MPI
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
-from solver.config import load_case  # noqa: E402
-from solver.coupled_run import CoupledRun  # noqa: E402
-from solver.domain import ensure_bundle, load_bundle  # noqa: E402
-from solver.exports import git_commit  # noqa: E402
-from solver.mechanics import ParticleDomain  # noqa: E402
-from solver.plots import read_table  # noqa: E402
-from solver.run import ElectrochemRun  # noqa: E402
+from polycrack.config import load_case  # noqa: E402
+from polycrack.physics.domain import ensure_bundle, load_bundle  # noqa: E402
+from polycrack.physics.mechanics import ParticleDomain  # noqa: E402
+from polycrack.post.plots import read_table  # noqa: E402
+from polycrack.workflow.coupled_run import CoupledRun  # noqa: E402
+from polycrack.workflow.exports import git_commit  # noqa: E402
+from polycrack.workflow.run import ElectrochemRun  # noqa: E402
 
 
 def main() -> None:

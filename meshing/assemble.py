@@ -14,8 +14,7 @@ import time
 import gmsh
 import numpy as np
 
-from solver.errors import InputError
-
+from ..errors import InputError
 from .shape import RadialShape
 from .tags import BINDER, GB, INTERFACE, OUTER
 from .tessellation import Tessellation, surface_corners

@@ -19,8 +19,7 @@ import numpy as np
 import scipy.linalg  # noqa: F401  (load SciPy's BLAS too, so that the thread limit below covers it)
 from threadpoolctl import threadpool_limits
 
-from solver.errors import InputError
-
+from ..errors import InputError
 from .assemble import assemble, mesh_quality
 from .shape import particle_shape
 from .tags import BINDER, GB, INTERFACE

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from solver.errors import InputError
+from ..errors import InputError
 
 
 def decimate(P: np.ndarray, tri: np.ndarray, target: int) -> tuple[np.ndarray, np.ndarray]:

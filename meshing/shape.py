@@ -21,7 +21,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.special import sph_harm_y
 
-from solver.errors import InputError
+from ..errors import InputError
 
 
 def fibonacci_directions(n: int) -> np.ndarray:

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from solver.errors import InputError
-
+from ..errors import InputError
 from .shape import RadialShape, _real_sh_basis, fibonacci_directions
 
 

@@ -1,29 +1,17 @@
-"""polycrack solver: case files, material laws and the DOLFINx chemo-mechanical fracture model."""
+"""polycrack: chemo-mechanical phase-field fracture of polycrystalline cathode particles.
 
-import ctypes
-import os
+Layers, top to bottom (imports only point down):
+
+- :mod:`polycrack.cli` and :mod:`polycrack.workflow`: the command line, the run driver, protocol,
+  checkpoints, exports, sweeps, the demo and ``verify``;
+- :mod:`polycrack.problems`: the coupled, quasi-static and electrochemistry-only problems, and the
+  1D reference model;
+- :mod:`polycrack.numerics` (Newton, PETSc life cycle, time stepping) and :mod:`polycrack.physics`
+  (materials, electrochemistry, elasticity, fracture, the mesh domain); :mod:`polycrack.post`
+  (metrics, plots, renders);
+- :mod:`polycrack.config` (case files), :mod:`polycrack.units`, :mod:`polycrack.errors`,
+  :mod:`polycrack.params` (parameter sets and tables) and :mod:`polycrack.meshing` (geometry to
+  mesh bundle; it imports nothing of the solver).
+"""
 
 __version__ = "0.1.0"
-
-#: glibc serves allocations of at least this many bytes by mmap and returns them on free.
-MMAP_THRESHOLD_BYTES = 256 * 1024
-
-
-def _fixed_mmap_threshold(nbytes: int = MMAP_THRESHOLD_BYTES) -> None:
-    """Fix glibc's mmap threshold (``mallopt(M_MMAP_THRESHOLD)``) unless the user set it.
-
-    By default glibc raises the threshold to the size of each freed mmapped block, after which
-    the assembly temporaries (coefficient packs of tens of MB per residual or Jacobian
-    assembly) come from the heap and are not given back: the resident set grew by ~0.35 KB per
-    unknown over the first Newton iterations of the coupled problem. A fixed threshold keeps the
-    steady state at what the solver holds. No effect (and no error) outside glibc.
-    """
-    if "MALLOC_MMAP_THRESHOLD_" in os.environ:
-        return
-    try:
-        ctypes.CDLL(None).mallopt(-3, int(nbytes))  # M_MMAP_THRESHOLD = -3
-    except (OSError, AttributeError):
-        pass
-
-
-_fixed_mmap_threshold()

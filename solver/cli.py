@@ -25,9 +25,8 @@ def _cmd_mesh(args: argparse.Namespace) -> int:
     import dolfinx_solver  # noqa: F401  (MPI before mpi4py)
     from mpi4py import MPI
 
-    from meshing import build_bundle
-
     from .config import load_case
+    from .meshing import build_bundle
 
     rc = load_case(args.case, args.set)
     out = args.output or Path("runs") / (rc.case.name or Path(args.case).stem) / "mesh"
@@ -45,7 +44,7 @@ def _cmd_mesh(args: argparse.Namespace) -> int:
 
 def _cmd_check(args: argparse.Namespace) -> int:
     from .config import load_case
-    from .summary import material_summary
+    from .workflow.summary import material_summary
 
     rc = load_case(args.case, args.set)
     import yaml
@@ -68,13 +67,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if not rc.case.physics.mechanics:
         if args.restart is not None:
             raise InputError("--restart needs a coupled case (physics.mechanics: true)")
-        from .run import run_case
+        from .workflow.run import run_case
 
         run_case(rc, args.output)
         return 0
     from mpi4py import MPI
 
-    from .coupled_run import CoupledRun
+    from .workflow.coupled_run import CoupledRun
 
     out = (
         args.restart or args.output or rc.case.output.dir or Path("runs") / (rc.case.name or "run")
@@ -91,7 +90,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
-    from .plots import plot_run
+    from .post.plots import plot_run
 
     for path in plot_run(args.run_dir, args.output):
         print(f"wrote {path}")
@@ -99,26 +98,26 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from .sweep import sweep
+    from .workflow.sweep import sweep
 
     return sweep(args.sweep_file, mode=args.mode, submit=args.submit)
 
 
 def _cmd_collect(args: argparse.Namespace) -> int:
-    from .sweep import collect
+    from .workflow.sweep import collect
 
     collect(args.sweep_dir)
     return 0
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from .verify import main as verify_main
+    from .workflow.verify import main as verify_main
 
     return verify_main(args.np, args.k)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from .workflow.demo import run_demo
 
     return run_demo(Path(args.output), args.set)
 

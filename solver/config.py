@@ -17,6 +17,7 @@ import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
+import polycrack.params as _params
 import yaml
 from pydantic import (
     BaseModel,
@@ -26,8 +27,6 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-
-import params as _params
 
 from .errors import InputError
 
@@ -585,7 +584,7 @@ def load_parameters(
 
 def check_consistency(rc: ResolvedCase, source: str) -> None:
     """Cross-checks between protocol and parameters (voltage limits inside the OCP range)."""
-    from . import materials  # local: materials imports nothing from here
+    from .physics import materials  # local: materials imports nothing from here
 
     lo, hi = materials.ocp_range_V(rc.params.electrochemistry.ocp)
     problems = []

@@ -9,9 +9,8 @@ import pytest
 import ufl
 from dolfinx import fem, mesh
 from mpi4py import MPI
-
-from solver import checkpoint
-from solver.errors import InputError
+from polycrack.errors import InputError
+from polycrack.workflow import checkpoint
 
 pytestmark = pytest.mark.mpi
 

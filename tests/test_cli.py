@@ -15,7 +15,7 @@ pytestmark = pytest.mark.serial
 
 def polycrack(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "solver.cli", *args],
+        [sys.executable, "-m", "polycrack", *args],
         capture_output=True,
         text=True,
         cwd=cwd or REPO,
@@ -83,7 +83,7 @@ def test_demo_runs(tmp_path):
 
 
 def test_verify_table_format():
-    from solver.verify import format_table
+    from polycrack.workflow.verify import format_table
 
     rows = [
         {"case": "Crank sphere, L2 at t1", "error": 3.2e-3, "tolerance": 1e-2, "passed": True},
@@ -94,5 +94,6 @@ def test_verify_table_format():
 
 
 def test_verify_with_no_selected_cases():
+    """A -k that selects nothing is a user error (exit 2 naming the selection), not a pass."""
     r = polycrack("verify", "-k", "no_such_case_anywhere")
-    assert r.returncode == 0 and "no verification tests selected" in r.stdout
+    assert r.returncode == 2 and "no_such_case_anywhere" in r.stderr, r.stderr

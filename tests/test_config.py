@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-import params
-from solver.config import Case, load_case, load_parameters, resolve_case
-from solver.errors import InputError
+from polycrack import params
+from polycrack.config import Case, load_case, load_parameters, resolve_case
+from polycrack.errors import InputError
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -9,13 +9,12 @@ from __future__ import annotations
 import dolfinx_solver  # noqa: F401
 import numpy as np
 import pytest
-from mesh_helpers_mech import voronoi_sphere
 from mpi4py import MPI
-
-from solver.config import resolve_case
-from solver.coupled_run import CoupledRun
-from solver.mechanics import ParticleDomain
-from solver.plots import read_table
+from polycrack.config import resolve_case
+from polycrack.physics.mechanics import ParticleDomain
+from polycrack.post.plots import read_table
+from polycrack.verification.mech_meshes import voronoi_sphere
+from polycrack.workflow.coupled_run import CoupledRun
 
 pytestmark = pytest.mark.mpi
 
@@ -94,7 +93,7 @@ def test_run_of_tiny_steps_hints_at_the_phase_field_viscosity(
     mpi_tmp_path, monkeypatch, relaxation
 ):
     """STALL_STEPS accepted steps < STALL_DT_S: one hint in run.json, only if tau = 0."""
-    import solver.coupled_run as cr
+    import polycrack.workflow.coupled_run as cr
 
     monkeypatch.setattr(cr, "STALL_STEPS", 3)
     case = CASE | {
@@ -126,7 +125,7 @@ def test_ranks_agree(mpi_tmp_path):
 
 
 def test_auto_linear_picks_lu_for_small_and_fieldsplit_for_large_problems():
-    from solver.coupled import AUTO_MUMPS_MAX_UNKNOWNS, CoupledProblem, auto_linear
+    from polycrack.problems.coupled import AUTO_MUMPS_MAX_UNKNOWNS, CoupledProblem, auto_linear
 
     assert auto_linear(10_000) == "mumps"
     assert auto_linear(22_000) == "fieldsplit"  # the demo
@@ -174,8 +173,8 @@ def test_idle_solver_family_released_between_fallbacks(mpi_tmp_path, monkeypatch
     destroyed when the staggered fallback takes over and rebuilt when it is tried again, and
     the other way round; the run is the same as with both kept. The monolithic Newton gets one
     iteration (too few), so that the run switches back and forth many times."""
-    import solver.coupled as sc
-    from solver.nonlinear import BlockNewton
+    import polycrack.problems.coupled as sc
+    from polycrack.numerics.nonlinear import BlockNewton
 
     comm = MPI.COMM_WORLD
     opts = {"petsc_options": {"snes_max_it": 1}, "staggered_linear": "mumps"}
@@ -216,7 +215,7 @@ def test_signal_during_rejected_attempts_stops_with_checkpoint(mpi_tmp_path, mon
     import os
     import signal
 
-    import solver.stepping as stepping
+    import polycrack.numerics.stepping as stepping
 
     comm = MPI.COMM_WORLD
     case = {**CASE, "solver": {**CASE["solver"], "max_dphi_per_step": 0.02}}
@@ -247,8 +246,8 @@ def test_signal_during_rejected_attempts_stops_with_checkpoint(mpi_tmp_path, mon
 def test_staggered_fallback_policy():
     """Two monolithic failures in a row switch to staggered steps; a monolithic retry that fails
     at once doubles the staggered stretch; one that succeeds resets it."""
-    from solver.coupled import FALLBACK_STEPS, CoupledProblem, StaggeredResult
-    from solver.nonlinear import NewtonResult
+    from polycrack.numerics.nonlinear import NewtonResult
+    from polycrack.problems.coupled import FALLBACK_STEPS, CoupledProblem, StaggeredResult
 
     calls = []
     script = iter([False, False, False, True, True])  # one entry per monolithic attempt
@@ -282,7 +281,7 @@ def _fake_problem(n: int = 4):
     """A CoupledProblem shell with a φ vector and no forms (for the step-control logic)."""
     from types import SimpleNamespace
 
-    from solver.coupled import CoupledProblem
+    from polycrack.problems.coupled import CoupledProblem
 
     cp = object.__new__(CoupledProblem)
     imap = SimpleNamespace(size_local=n)
@@ -333,7 +332,7 @@ def test_dphi_limiter_accepts_a_crack_jump_only_when_dphi_does_not_shrink_with_d
 def test_staggered_solve_stops_between_sweeps_on_request():
     """A staggered solve that has not converged stops after the sweep in which should_stop turns
     True, restores the fields and reports failure (the stepper then checkpoints and exits)."""
-    from solver.nonlinear import NewtonResult
+    from polycrack.numerics.nonlinear import NewtonResult
 
     cp = _fake_problem()
     phi = cp.blocks.phi.x.array

@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import ufl
-
-import params
-from solver import materials as mat
-from solver.config import load_parameters
+from polycrack import params
+from polycrack.config import load_parameters
+from polycrack.physics import materials as mat
 
 TABLE = params.DATA_DIR / "nmc811_lattice_maerker2019.tsv"
 

@@ -10,13 +10,12 @@ import pytest
 import ufl
 from dolfinx import fem
 from mpi4py import MPI
-
-from meshing import build_bundle
-from meshing.shape import fit_radial, segment, synthetic_ct_volume
-from meshing.tags import BINDER, GB, INTERFACE, OUTER
-from solver.config import GeometryConfig
-from solver.domain import ensure_bundle, load_bundle
-from solver.errors import InputError
+from polycrack.config import GeometryConfig
+from polycrack.errors import InputError
+from polycrack.meshing import build_bundle
+from polycrack.meshing.shape import fit_radial, segment, synthetic_ct_volume
+from polycrack.meshing.tags import BINDER, GB, INTERFACE, OUTER
+from polycrack.physics.domain import ensure_bundle, load_bundle
 
 R = 7.0
 
@@ -107,8 +106,8 @@ def _worst_bisector_distance(dom, seeds: np.ndarray) -> float:
 @pytest.mark.serial
 def test_gb_facets_on_bisector_planes(sphere_bundle):
     """Every GB facet lies on the bisector plane of the seeds of its two grains (1e-6 µm)."""
-    from meshing.shape import RadialShape
-    from meshing.tessellation import tessellate
+    from polycrack.meshing.shape import RadialShape
+    from polycrack.meshing.tessellation import tessellate
 
     tess = tessellate(RadialShape.sphere(R), 12, 1, R0=R)
     dom = load_bundle(sphere_bundle, MPI.COMM_SELF)
@@ -146,7 +145,7 @@ def test_bundle_independent_of_blas_threads(tmp_path):
 @pytest.mark.serial
 def test_c_axes_uniform_on_sphere():
     """Mean of n is ~0 and the mean of n_z^2 is 1/3 (uniform law), 4000 axes, 5-sigma bounds."""
-    from meshing.tessellation import uniform_axes
+    from polycrack.meshing.tessellation import uniform_axes
 
     a = uniform_axes(4000, np.random.default_rng(0))
     sd = 1 / np.sqrt(3 * 4000)
@@ -179,7 +178,7 @@ def test_bad_inputs(tmp_path):
     with pytest.raises(InputError, match="grains.count = 5000 grains cannot be resolved"):
         build_bundle(_geo(count=5000, h=1.0), tmp_path / "x", verbose=False)
     with pytest.raises(InputError, match="no such file"):
-        from meshing.shape import load_ct
+        from polycrack.meshing.shape import load_ct
 
         load_ct(tmp_path / "missing.npy")
     with pytest.raises(ValueError, match="binder_outer_diameter_um"):
@@ -228,8 +227,7 @@ def test_surface_source(tmp_path):
     """A closed STL sphere (R = 7 µm) gives r(d) within 1 % of R; an open STL is an InputError."""
     import gmsh
     import meshio
-
-    from meshing.surface import surface_shape
+    from polycrack.meshing.surface import surface_shape
 
     gmsh.initialize(interruptible=False)
     try:
@@ -257,7 +255,7 @@ def test_faceted_route_for_non_star_shaped_surface(tmp_path):
     it with all grain tags, grains summing to the decimated surface's volume, GB facets on the
     bisector planes and no regularisation defect left (quality bound loose: that route still
     leaves some slivers)."""
-    from tests.meshes import dumbbell_stl
+    from polycrack.verification.meshes import dumbbell_stl
 
     dumbbell_stl(tmp_path / "dumbbell.stl", neck_radius_um=1.0, size_um=0.8)
     geo = GeometryConfig.model_validate(

@@ -15,8 +15,7 @@ import ufl
 from dolfinx import fem, mesh
 from mpi4py import MPI
 from petsc4py import PETSc
-
-from solver.nonlinear import BlockNewton
+from polycrack.numerics.nonlinear import BlockNewton
 
 pytestmark = pytest.mark.mpi
 TARGET = 0.7
@@ -148,7 +147,7 @@ def test_products_cleared_during_setup(monkeypatch):
     options database for the set-up only): with the after-set-up release disabled, no coarse
     operator keeps product data; the option is gone after the solve; the iterates are those of
     a solver without it."""
-    import solver.nonlinear as nl
+    import polycrack.numerics.nonlinear as nl
 
     monkeypatch.setattr(nl, "release_gamg_products", lambda pc: None)
     opts = {"fieldsplit_f0_pc_gamg_coarse_eq_limit": 10}
@@ -171,7 +170,7 @@ def test_krylov_basis_released_between_newton_iterations():
     """The iterative paths free GMRES's basis at the start of every Newton iteration (before the
     next preconditioner set-up) without changing the solver: the restart, the preconditioning
     side, the monitors and the iterates stay those of a solver that keeps its basis."""
-    import solver.nonlinear as nl
+    import polycrack.numerics.nonlinear as nl
 
     opts = {"ksp_gmres_restart": 37}
     newton, _ = _system("fieldsplit", petsc_options=opts)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from solver.cli import main
-from solver.errors import InputError
-from solver.plots import plot_run, read_table
+from polycrack.cli import main
+from polycrack.errors import InputError
+from polycrack.post.plots import plot_run, read_table
 
 pytestmark = pytest.mark.serial
 
@@ -59,8 +58,15 @@ def test_plot_cli_and_errors(tmp_path, capsys):
 
 
 def test_fig5_panels_and_landmarks(tmp_path):
-    """solver/fig5: onset = first row with phi_max >= 0.95; panels a-d written."""
-    from solver.fig5 import fig5_panels, landmarks
+    """benchmarks/parks2023/fig5.py: onset = first row with phi_max >= 0.95; panels a-d written."""
+    import importlib.util
+
+    from tests.conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("fig5", REPO / "benchmarks/parks2023/fig5.py")
+    fig5 = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fig5)
+    fig5_panels, landmarks = fig5.fig5_panels, fig5.landmarks
 
     d = _run_dir(tmp_path)
     lm = landmarks(d)

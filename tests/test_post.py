@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 from dolfinx import fem
 from mpi4py import MPI
-
-from solver import mechanics as M
-from solver.post import DamageMetrics, field_max, principal_stress_field
-from tests.mesh_helpers_mech import box_grains, random_axes
+from polycrack.physics import mechanics as M
+from polycrack.post.metrics import DamageMetrics, field_max, principal_stress_field
+from polycrack.verification.mech_meshes import box_grains, random_axes
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +56,7 @@ def test_sigma1_of_uniform_stress(cube):
 def test_radial_cell_stats_and_cell_volumes(cube):
     """Cell volumes sum to the cube volume; shell stats of a value equal to r/R_p: mean inside the
     shell bounds, max <= upper bound, threshold fraction 0 or 1 on either side."""
-    from solver.post import cell_radius_and_volume, radial_cell_stats
+    from polycrack.post.metrics import cell_radius_and_volume, radial_cell_stats
 
     comm = cube.submesh.comm
     r, vol = cell_radius_and_volume(cube)

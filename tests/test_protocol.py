@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import dolfinx_solver  # noqa: F401
 import pytest
+from polycrack.config import CCStep, CVStep, RestStep, load_case
+from polycrack.meshing.tags import INTERFACE
+from polycrack.physics.electrochem import Electrochemistry
+from polycrack.verification.meshes import particle_sphere
+from polycrack.workflow.protocol import ProtocolRunner
+from polycrack.workflow.run import electrochem_solver
 
-from meshing.tags import INTERFACE
-from solver.config import CCStep, CVStep, RestStep, load_case
-from solver.electrochem import Electrochemistry
-from solver.protocol import ProtocolRunner
-from solver.run import electrochem_solver
 from tests.conftest import REPO
-from tests.meshes import particle_sphere
 
 
 @pytest.mark.mpi
@@ -50,7 +50,7 @@ def test_event_location_with_large_steps():
 def test_cv_jump_is_refused():
     """A cv hold far from the present voltage (no cc before it) is an input error naming the
     step and the voltages, raised before any step is taken."""
-    from solver.errors import InputError
+    from polycrack.errors import InputError
 
     rc = load_case(REPO / "examples/sphere_electrochem.yaml", [])
     cfg = rc.case.solver

@@ -9,13 +9,13 @@ import dolfinx_solver  # noqa: F401
 import numpy as np
 import pytest
 from mpi4py import MPI
+from polycrack.params import DATA_DIR
+from polycrack.physics import materials as mat
+from polycrack.physics import mechanics as M
+from polycrack.problems.quasistatic import FractureSettings, QuasiStaticFracture
+from polycrack.verification.mech_meshes import voronoi_sphere
 
-from solver import materials as mat
-from solver import mechanics as M
-from solver.quasistatic import FractureSettings, QuasiStaticFracture
-from tests.mesh_helpers_mech import voronoi_sphere
-
-TABLE = "params/data/nmc811_lattice_maerker2019.tsv"
+TABLE = str(DATA_DIR / "nmc811_lattice_maerker2019.tsv")
 
 
 @pytest.fixture(scope="module")

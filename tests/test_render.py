@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 from dolfinx import fem, mesh
 from mpi4py import MPI
-
-from solver.render import midplane_png
+from polycrack.post.render import midplane_png
 
 pytestmark = pytest.mark.mpi
 

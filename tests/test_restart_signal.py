@@ -12,8 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-
-from solver.plots import read_table
+from polycrack.post.plots import read_table
 
 pytestmark = [pytest.mark.serial, pytest.mark.slow]
 REPO = Path(__file__).resolve().parent.parent
@@ -46,7 +45,7 @@ COLUMNS = ("time_s", "dt_s", "voltage_V", "current_A", "x_avg", "damage_fraction
 
 
 def _cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "solver.cli", *args]
+    return [sys.executable, "-m", "polycrack", *args]
 
 
 def _rows(path: Path) -> int:

@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 import yaml
 from mpi4py import MPI
-
-from solver.cli import main
-from solver.exports import TIMESERIES_COLUMNS, TimeSeriesWriter
-from solver.plots import read_table
+from polycrack.cli import main
+from polycrack.post.plots import read_table
+from polycrack.workflow.exports import TIMESERIES_COLUMNS, TimeSeriesWriter
 
 REQUIRED = (
     "step, time_s, dt_s, voltage_V, current_A, capacity_mAh_g, x_avg, x_surf_min, x_surf_max, "

@@ -10,10 +10,9 @@ import ufl
 from dolfinx import fem
 from dolfinx import mesh as dmesh
 from mpi4py import MPI
-
-from solver.electrochem import bdf_coefficients
-from solver.nonlinear import BlockNewton
-from solver.stepping import AdaptiveBDF, error_constants
+from polycrack.numerics.bdf import bdf_coefficients
+from polycrack.numerics.nonlinear import BlockNewton
+from polycrack.numerics.stepping import AdaptiveBDF, error_constants
 
 
 @pytest.mark.serial
@@ -104,8 +103,8 @@ def test_adaptive_error_follows_tolerance_and_cutback():
 
 def _flaky_run(hold: int, monkeypatch) -> AdaptiveBDF:
     """y' = -y/2 stepped to t = 6 with Newton 'failing' whenever dt > 0.3, FAIL_HOLD = hold."""
-    import solver.stepping as stepping
-    from solver.nonlinear import NewtonResult
+    import polycrack.numerics.stepping as stepping
+    from polycrack.numerics.nonlinear import NewtonResult
 
     monkeypatch.setattr(stepping, "FAIL_HOLD", hold)
     st, _ = _decay(0.5, 1e9, 0.1, 10.0)

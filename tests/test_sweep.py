@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from solver import sweep as sw
-from solver.errors import InputError
+from polycrack.errors import InputError
+from polycrack.workflow import sweep as sw
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.serial
@@ -102,7 +101,7 @@ def test_slurm_script(tmp_path):
     assert len(ids) == 4
     bundles = set()
     for cid in ids:  # every case file is a valid case, all on the one mesh built at sweep time
-        from solver.config import load_case
+        from polycrack.config import load_case
 
         rc = load_case(tmp_path / "out" / cid / "case.yaml")
         bundles.add(rc.case.geometry.bundle)

@@ -44,14 +44,13 @@ from mpi4py import MPI
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
-sys.path.insert(0, str(ROOT))
 
 
-from solver import config  # noqa: E402
-from solver import materials as mat  # noqa: E402
-from solver.fracture import effective_gb_toughness, fracture_summary  # noqa: E402
-from solver.mechanics import MechanicsModel, ParticleDomain  # noqa: E402
-from solver.quasistatic import FractureSettings, QuasiStaticFracture  # noqa: E402
+from polycrack import config  # noqa: E402
+from polycrack.physics import materials as mat  # noqa: E402
+from polycrack.physics.fracture import effective_gb_toughness, fracture_summary  # noqa: E402
+from polycrack.physics.mechanics import MechanicsModel, ParticleDomain  # noqa: E402
+from polycrack.problems.quasistatic import FractureSettings, QuasiStaticFracture  # noqa: E402
 
 RESULTS = HERE / "results"
 CASE = HERE / "reduced.yaml"
@@ -60,7 +59,7 @@ V_TARGET = 4.0
 
 def load_domain(case: Path, mesh_dir: Path, comm) -> ParticleDomain:
     """The case's mesh bundle (built into ``mesh_dir`` if missing) as a ParticleDomain."""
-    from solver import domain as _dom
+    from polycrack.physics import domain as _dom
 
     rc = config.load_case(case)
     path = _dom.ensure_bundle(rc.case.geometry, mesh_dir, comm)
@@ -180,7 +179,7 @@ def next_gc_gb(evals: list[dict], gc_gb_now: float) -> float:
 def update_from_run(run_dir: Path) -> int:
     """The update rule of :func:`next_gc_gb` applied to a coupled CC run: its phi_max(V)
     (timeseries.csv) and its fracture parameters (run.json) -> the next Gc_GB."""
-    from solver.plots import read_table
+    from polycrack.post.plots import read_table
 
     rec = json.loads((run_dir / "run.json").read_text())
     fs = rec["fracture_summary"]

@@ -26,17 +26,14 @@ from dolfinx import fem
 from mpi4py import MPI
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent.parent))
-sys.path.insert(0, str(HERE))
 
 from calibrate import CASE, ROOT, load_domain, voltages  # noqa: E402
-
-from solver import config  # noqa: E402
-from solver import materials as mat  # noqa: E402
-from solver.fracture import gb_indicator  # noqa: E402
-from solver.mechanics import MechanicsModel  # noqa: E402
-from solver.post import DamageMetrics  # noqa: E402
-from solver.quasistatic import FractureSettings, QuasiStaticFracture  # noqa: E402
+from polycrack import config  # noqa: E402
+from polycrack.physics import materials as mat  # noqa: E402
+from polycrack.physics.fracture import gb_indicator  # noqa: E402
+from polycrack.physics.mechanics import MechanicsModel  # noqa: E402
+from polycrack.post.metrics import DamageMetrics  # noqa: E402
+from polycrack.problems.quasistatic import FractureSettings, QuasiStaticFracture  # noqa: E402
 
 THRESHOLDS = (0.5, 0.8, 0.9, 0.95, 0.99)
 

@@ -6,7 +6,7 @@
    ``full400.yaml``: 400 grains, h = 0.4 µm, meant for a cluster) under mpirun into the run
    directory, unless that directory already holds a finished run (``run.json`` status
    ``finished``: it is reused; ``interrupted``: it is restarted from its checkpoint);
-2. regenerates the Fig. 5 panels (a)-(e) from the run directory (solver/fig5.py) into
+2. regenerates the Fig. 5 panels (a)-(e) from the run directory (fig5.py beside this script) into
    ``benchmarks/parks2023/figures/<case>/``;
 3. computes the sigma1 radial profile of the undamaged particle at uniform x(4.0, 4.2, 4.5 V)
    (mechanics only, the "why" behind the radial damage distribution; ``--no-stress`` skips it);
@@ -28,7 +28,6 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
-sys.path.insert(0, str(ROOT))
 
 VOLTAGES = (4.0, 4.2, 4.5)
 CASES = {"reduced": HERE / "reduced.yaml", "full400": HERE / "full400.yaml"}
@@ -68,14 +67,13 @@ def stress_profile(case: Path, run_dir: Path, sets: list[str]) -> dict:
     """sigma1 per radial shell (all cells and GB cells) at uniform x_eq(V), no damage."""
     import dolfinx_solver  # noqa: F401
     from mpi4py import MPI
-
-    from solver import config
-    from solver import domain as _dom
-    from solver import materials as mat
-    from solver.fracture import effective_gb_toughness, fracture_constants
-    from solver.mechanics import MechanicsModel, ParticleDomain
-    from solver.post import cell_radius_and_volume, gb_cell_mask, radial_cell_stats
-    from solver.quasistatic import QuasiStaticFracture
+    from polycrack import config
+    from polycrack.physics import domain as _dom
+    from polycrack.physics import materials as mat
+    from polycrack.physics.fracture import effective_gb_toughness, fracture_constants
+    from polycrack.physics.mechanics import MechanicsModel, ParticleDomain
+    from polycrack.post.metrics import cell_radius_and_volume, gb_cell_mask, radial_cell_stats
+    from polycrack.problems.quasistatic import QuasiStaticFracture
 
     comm = MPI.COMM_WORLD
     rc = config.load_case(case, sets)
@@ -92,7 +90,7 @@ def stress_profile(case: Path, run_dir: Path, sets: list[str]) -> dict:
     out = {"sigma_c_GB_effective_GPa": s_eff, "voltages": {}}
     mask = None
     try:  # the GB field of a fracture problem gives the GB cells
-        from solver.quasistatic import FractureSettings
+        from polycrack.problems.quasistatic import FractureSettings
 
         qf = QuasiStaticFracture(dom, model, FractureSettings.from_params(p), prefix="p23g_")
         mask = gb_cell_mask(dom, qf.gamma)
@@ -137,9 +135,9 @@ def main() -> int:
         wall = run_case(case, run_dir, args.np, args.set)
     if run_status(run_dir) != "finished":
         print(f"{run_dir}: run is not finished (status {run_status(run_dir)})", file=sys.stderr)
-    from solver import config
-    from solver import materials as mat
-    from solver.fig5 import fig5_panels, landmarks
+    from fig5 import fig5_panels, landmarks  # this folder (the script's own)
+    from polycrack import config
+    from polycrack.physics import materials as mat
 
     rc = config.load_case(case, args.set)
     lat = mat.LatticeStrains.from_params(rc.params, rc.lattice_table_path)

@@ -131,15 +131,13 @@ def run_one(h: float, refine: int, solver: str, steps: int, petsc: dict | None =
     """One configuration in this process (collective); the row of the JSON (rank 0)."""
     rss0 = _current_rss_mb()
     import dolfinx_solver  # noqa: F401
+    import polycrack.workflow.coupled_run as cr
     from mpi4py import MPI
     from petsc4py import PETSc
-
-    sys.path.insert(0, str(REPO))
-    import solver.coupled_run as cr
-    from solver.config import GeometryConfig, resolve_case
-    from solver.domain import ensure_bundle, load_bundle
-    from solver.exports import git_commit
-    from solver.mechanics import ParticleDomain
+    from polycrack.config import GeometryConfig, resolve_case
+    from polycrack.physics.domain import ensure_bundle, load_bundle
+    from polycrack.physics.mechanics import ParticleDomain
+    from polycrack.workflow.exports import git_commit
 
     comm = MPI.COMM_WORLD
     t_start = time.perf_counter()

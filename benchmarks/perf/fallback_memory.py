@@ -17,20 +17,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(HERE))
 
 
 def one(keep: bool) -> dict:
     import coupled_perf
     import dolfinx_solver  # noqa: F401
-
-    import solver.coupled as sc
+    import polycrack.problems.coupled as sc
 
     if keep:
         init = sc.CoupledProblem.__init__

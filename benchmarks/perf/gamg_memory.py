@@ -21,11 +21,8 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from coupled_perf import spawn_json, write_result  # noqa: E402
-
-from solver.exports import git_commit  # noqa: E402
+from polycrack.workflow.exports import git_commit  # noqa: E402
 
 PERF = Path(__file__).with_name("coupled_perf.py")
 ALL3 = ("f0", "f2", "f3")  # x, u, phi: the GAMG splits

@@ -32,8 +32,6 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(HERE))
 
 STEADY_AT_RESIDUAL = 4  # the residual after the third linear solve (F, J, KSP, F, ...)
 
@@ -94,11 +92,10 @@ def one(json_out: str | None, petsc: dict | None = None, h: float = 0.8) -> dict
     """One instrumented run in this process (collective); the budget row on rank 0."""
     import coupled_perf
     import dolfinx_solver  # noqa: F401
+    import polycrack.numerics.nonlinear as nl
+    import polycrack.physics.domain as sd
+    import polycrack.workflow.coupled_run as cr
     from mpi4py import MPI
-
-    import solver.coupled_run as cr
-    import solver.domain as sd
-    import solver.nonlinear as nl
 
     at: dict[str, float] = {}
     newtons: list = []
@@ -209,8 +206,7 @@ def main() -> None:
         one(a.json_out, dict(kv.split("=", 1) for kv in a.petsc), a.h)
         return
     from coupled_perf import machine, spawn_json, write_result
-
-    from solver.exports import git_commit
+    from polycrack.workflow.exports import git_commit
 
     rows = []
     for label, ranks, petsc in COLUMNS:

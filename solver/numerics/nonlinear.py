@@ -1,0 +1,523 @@
+"""One Newton (PETSc SNES) solve of a block system, with the linear-solver options of the case file.
+
+``linear`` (``solver.linear`` in the case file):
+
+- ``mumps``: exact LU of the monolithic Jacobian every Newton iteration (robust, memory-hungry);
+- ``mumps_lagged``: GMRES preconditioned by one MUMPS factorisation that is kept across Newton
+  iterations and time steps (``snes_lag_preconditioner -1``, persistent) and rebuilt only when a
+  solve fails — the Jacobian is still assembled every iteration for the Krylov products;
+- ``fieldsplit``: GMRES (right-preconditioned) with a multiplicative block preconditioner, one
+  split per field: the displacement gets GAMG with the rigid-body near-nullspace (block size 3),
+  scalar fields GAMG, the one-DOF voltage block its exact inverse (Jacobi on a 1x1 block). The dense coupling of V
+  to the surface Li content (a rank-one border) is left to the Krylov method;
+- ``iterative`` (one field only; the staggered sub-solves of large problems): GMRES + GAMG on
+  the field's AIJ matrix, with the rigid-body near-nullspace for a ``"vector"`` field.
+
+MUMPS needs one AIJ matrix (``kind="mpi"``). ``fieldsplit`` assembles a MATNEST instead
+(``kind="nest"``): every split is a block of the nest, so the preconditioner takes its operators
+without copying them, and the monolithic sparsity pattern (its construction raised the peak by
+~3.4 KB per unknown) is never built. Measured on the 50-grain particle at 168 k
+unknowns, 1 rank: peak memory 1193 -> 901 MB, the same Newton iterations, Krylov iterations
+per Newton step 18.8 -> 20.6 (the Li-content block by GAMG instead of an exact LU of (x, V)).
+After each GAMG set-up (``fieldsplit``, ``iterative``) the data its Galerkin products keep for
+a reuse that never comes is freed (:func:`release_gamg_products`): 2 ranks, 167 k unknowns,
+peak 5.04 -> 4.68 KB per unknown summed over ranks, the same iterates. GMRES's basis is freed
+at the start of every Newton iteration (:func:`release_krylov_basis`), so that the next set-up
+does not run beside it (later set-ups 552 -> 538 MB on rank 0 in that run; up to 0.8 KB per
+unknown in hard steps, where the basis has 100 vectors). Where the rest of the memory goes:
+``benchmarks/perf/memory_budget.py``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import itertools
+import time
+from dataclasses import dataclass, field
+
+import dolfinx_solver  # noqa: F401  (MPI before dolfinx / petsc4py)
+import numpy as np
+from dolfinx import fem
+from dolfinx.fem import petsc as fem_petsc
+from dolfinx.fem.petsc import NonlinearProblem
+from dolfinx.la.petsc import _ghost_update
+from mpi4py import MPI
+from petsc4py import PETSc
+
+from .memory import fix_mmap_threshold
+
+LINEAR_CHOICES = ("mumps", "mumps_lagged", "fieldsplit", "iterative")
+LAG_REBUILD_KRYLOV = 12  # lagged LU: refresh once GMRES needs more iterations per Newton step
+PETSc.Log.begin()  # event counts (LU factorisations) for the solver statistics
+fix_mmap_threshold()  # the solver runtime: assembly temporaries go back to the OS when freed
+
+
+def _lu_count() -> int:
+    """Numeric LU factorisations so far in this process (PETSc log event)."""
+    return int(PETSc.Log.Event("MatLUFactorNum").getPerfInfo().get("count", 0))
+
+
+_prefix_counter = itertools.count()
+
+
+@functools.cache
+def _mat_product_clear():
+    """PETSc's ``MatProductClear`` (not wrapped by petsc4py), or None where it cannot be found."""
+    try:
+        fn = ctypes.CDLL(PETSc.__file__).MatProductClear  # dlsym searches libpetsc as well
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes, fn.restype = [ctypes.c_void_p], ctypes.c_int
+    return fn
+
+
+def release_gamg_products(pc: PETSc.PC) -> None:
+    """Free the product data that GAMG's Galerkin products leave on its hierarchy.
+
+    ``MatPtAP`` keeps its symbolic structure and intermediate products (AP, the local and
+    transposed parts of P) on each coarse operator, and ``MatMatMult`` (prolongator smoothing)
+    on each smoothed prolongator, for a later numeric-only recomputation. GAMG without
+    interpolation reuse (our default) never does that: it rebuilds the hierarchy from scratch
+    when the Jacobian changes. On two ranks the parallel products keep ~33 MB per rank at 167 k
+    unknowns (0.4 KB per unknown, summed), more than the coarse operators themselves. ``pc`` is
+    a GAMG or a fieldsplit of them; a GAMG that reuses its interpolation
+    (``pc_gamg_reuse_interpolation``) keeps its data. Collective; a no-op before set-up.
+    """
+    clear = _mat_product_clear()
+    if clear is None:
+        return
+    if pc.getType() == "fieldsplit":
+        for sub in pc.getFieldSplitSubKSP():
+            release_gamg_products(sub.getPC())
+        return
+    if pc.getType() != "gamg" or pc.getMGLevels() < 2:
+        return
+    if PETSc.Options(pc.getOptionsPrefix()).getBool("pc_gamg_reuse_interpolation", False):
+        return
+    n = pc.getMGLevels()
+    for level in range(n):
+        if level < n - 1:  # the coarse operators (the finest is the Jacobian block itself)
+            clear(pc.getMGSmoother(level).getOperators()[0].handle)
+        if level > 0:
+            clear(pc.getMGInterpolation(level).handle)
+
+
+#: PETSc option that frees a matrix product's data as soon as its values are computed
+PRODUCT_CLEAR = "mat_product_clear"
+_product_clear_set = [False]  # the option is ours (set for one set-up), not the user's
+
+
+def _clear_products_during_setup() -> None:
+    """Have the next preconditioner set-up free each product's data as soon as it is computed.
+
+    :func:`release_gamg_products` frees what the set-up leaves, but only after it: inside it,
+    the smoothing product of a level's prolongator still holds its data while the level's
+    Galerkin product runs, and the finished products of the finer levels while the coarser ones
+    are built. PETSc's ``-mat_product_clear`` frees each product's data when its values are
+    done. The option is global (the products GAMG creates carry no options prefix), so it is in
+    the options database only from here to the end of the set-up (:func:`_release_after_setup`).
+    2 ranks, 167 k unknowns: peak 4.73 -> 4.28 KB per unknown summed over ranks, the same
+    iterates. A user's own ``mat_product_clear`` is left alone.
+    """
+    db = PETSc.Options()
+    if not db.hasName(PRODUCT_CLEAR):
+        db[PRODUCT_CLEAR] = True
+        _product_clear_set[0] = True
+
+
+def _release_after_setup(ksp: PETSc.KSP, its: int, _rnorm: float) -> None:
+    """KSP monitor: iteration 0 of every solve comes right after the preconditioner set-up."""
+    if its == 0:
+        if _product_clear_set[0]:
+            del PETSc.Options()[PRODUCT_CLEAR]
+            _product_clear_set[0] = False
+        release_gamg_products(ksp.getPC())
+
+
+def release_krylov_basis(ksp: PETSc.KSP) -> None:
+    """Free the Krylov basis a GMRES solver keeps from its last solve; no-op for other types.
+
+    GMRES allocates its basis vectors as the iterations need them and keeps them until the
+    solver is reset, so from the second Newton iteration on the next preconditioner set-up runs
+    beside the last solve's basis: up to ``ksp_gmres_restart`` (100 for ``fieldsplit``) vectors
+    of the whole system, 0.8 KB per unknown, at the hard steps of a run. GMRES's own data is
+    rebuilt by a type round trip (the preconditioner, operators, tolerances, preconditioning side
+    and monitors belong to the KSP and stay); its options (restart, orthogonalisation) are read
+    again. The iterates do not change. Collective.
+    """
+    if ksp.getType() != PETSc.KSP.Type.GMRES:
+        return
+    ksp.setType(PETSc.KSP.Type.PREONLY)
+    ksp.setType(PETSc.KSP.Type.GMRES)
+    ksp.setFromOptions()
+
+
+def _release_before_newton_step(snes: PETSc.SNES, _step: int, clear_products: bool) -> None:
+    """SNES update: runs at the start of every Newton iteration, before the Jacobian.
+
+    ``clear_products``: no GAMG of this solver reuses its interpolation (which recomputes its
+    Galerkin products from their data).
+    """
+    release_krylov_basis(snes.getKSP())
+    if clear_products:
+        _clear_products_during_setup()
+
+
+@dataclass
+class NewtonResult:
+    """Outcome of one nonlinear solve."""
+
+    converged: bool
+    reason: int
+    iterations: int
+    linear_iterations: int
+    seconds: float
+    factorisations: int = 0
+    message: str = ""
+
+    @property
+    def control_iterations(self) -> int:
+        """Newton iterations that measure how hard the step was (step-size control)."""
+        return self.iterations
+
+
+@dataclass
+class SolverStats:
+    """Totals over a run (go to run.json)."""
+
+    solves: int = 0
+    failures: int = 0
+    newton_iterations: int = 0
+    linear_iterations: int = 0
+    factorisations: int = 0
+    seconds: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    def add(self, r: NewtonResult) -> None:
+        self.solves += 1
+        self.failures += 0 if r.converged else 1
+        self.newton_iterations += r.iterations
+        self.linear_iterations += r.linear_iterations
+        self.factorisations += r.factorisations
+        self.seconds += r.seconds
+
+
+def rigid_body_modes(V: fem.FunctionSpace) -> PETSc.NullSpace:
+    """The six rigid-body modes of a 3D vector space as an orthonormal PETSc near-nullspace."""
+    from dolfinx.la.petsc import create_vector
+
+    x = V.tabulate_dof_coordinates()
+    n = V.dofmap.index_map.size_local
+    bs = V.dofmap.index_map_bs
+    if bs != 3:
+        raise ValueError(f"rigid-body modes need a 3D vector space, not block size {bs}")
+    vecs = [create_vector([(V.dofmap.index_map, bs)]) for _ in range(6)]
+    arrs = [v.array_w.reshape(-1, 3) for v in vecs]  # owned part only
+    p = x[:n]
+    for i in range(3):
+        arrs[i][:, i] = 1.0
+    arrs[3][:, 0], arrs[3][:, 1] = -p[:, 1], p[:, 0]
+    arrs[4][:, 0], arrs[4][:, 2] = p[:, 2], -p[:, 0]
+    arrs[5][:, 2], arrs[5][:, 1] = p[:, 1], -p[:, 2]
+    for v in vecs:
+        v.assemble()
+    # Gram-Schmidt (PETSc wants an orthonormal basis)
+    basis: list[PETSc.Vec] = []
+    for v in vecs:
+        for b in basis:
+            v.axpy(-v.dot(b), b)
+        v.normalize()
+        basis.append(v)
+    return PETSc.NullSpace().create(vectors=basis, comm=V.mesh.comm)
+
+
+#: GAMG for elasticity (u, with the rigid-body near-nullspace). Measured at 167 k unknowns of the
+#: coupled problem, one rank (benchmarks/perf): aggressive coarsening on two levels instead of
+#: one drops the dense third level (1410 rows, 1.5 M nonzeros), 13.0 M -> 10.9 M nonzeros in the
+#: hierarchy for 20.6 instead of 19.4 Krylov iterations per Newton step and a cheaper set-up;
+#: not reusing the interpolation drops the PtAP data GAMG keeps for the reuse (0.16 KB per
+#: unknown) for 1.3 s more set-up per Newton step (12.5 s). Threshold 0.06 or 0.0, plain
+#: aggregation, MIS-3 or no aggressive coarsening: more memory or 1.5-2x the iterations.
+ELASTICITY_GAMG = {
+    "pc_gamg_threshold": 0.02,
+    "pc_gamg_aggressive_coarsening": 2,
+    "pc_gamg_reuse_interpolation": "false",
+}
+
+
+def _gamg_options(p: str) -> dict:
+    """GAMG with Chebyshev/Jacobi smoothing, options under prefix ``p``."""
+    return {
+        p + "pc_type": "gamg",
+        p + "mg_levels_ksp_type": "chebyshev",
+        p + "mg_levels_pc_type": "jacobi",
+    }
+
+
+def _base_options(linear: str, rtol: float, atol: float, max_it: int, line_search: str) -> dict:
+    opts: dict = {
+        "snes_type": "newtonls",
+        "snes_linesearch_type": line_search,
+        "snes_rtol": rtol,
+        "snes_atol": atol,
+        "snes_stol": 0.0,
+        "snes_max_it": max_it,
+        "snes_divergence_tolerance": 1e8,
+    }
+    if linear == "mumps":
+        opts.update({"ksp_type": "preonly", "pc_type": "lu", "pc_factor_mat_solver_type": "mumps"})
+    elif linear == "mumps_lagged":
+        opts.update(
+            {
+                "ksp_type": "gmres",
+                "ksp_rtol": 1e-10,
+                "ksp_atol": 1e-14,
+                "ksp_max_it": 60,
+                "ksp_gmres_restart": 60,
+                "pc_type": "lu",
+                "pc_factor_mat_solver_type": "mumps",
+                "snes_lag_preconditioner": -2,  # build at the first iteration, then keep
+                "snes_lag_preconditioner_persists": True,
+            }
+        )
+    elif linear == "fieldsplit":
+        opts.update(
+            {
+                # the block preconditioner is linear (preonly GAMG / Jacobi), so GMRES with right
+                # preconditioning (true residual, as FGMRES) suffices and stores half the vectors:
+                # peak 4.20 -> 3.99 KB per unknown at 167 k unknowns (1 rank)
+                "ksp_type": "gmres",
+                "ksp_pc_side": "right",
+                "ksp_rtol": 1e-9,
+                "ksp_atol": 1e-14,
+                "ksp_max_it": 100,  # ~15 per Newton step when it works; fail fast at damage onset
+                "ksp_gmres_restart": 100,
+                "pc_type": "fieldsplit",
+                "pc_fieldsplit_type": "multiplicative",
+            }
+        )
+    elif linear == "iterative":
+        opts.update(
+            {
+                "ksp_type": "gmres",
+                "ksp_rtol": 1e-10,
+                "ksp_atol": 1e-14,
+                "ksp_max_it": 200,
+                "ksp_gmres_restart": 50,
+                **_gamg_options(""),
+            }
+        )
+    else:
+        raise ValueError(f"linear solver must be one of {LINEAR_CHOICES}, not {linear!r}")
+    if linear.startswith("mumps"):  # more workspace for 3D fill-in; detect null pivots
+        opts.update({"mat_mumps_icntl_14": 80, "mat_mumps_icntl_24": 1})
+    return opts
+
+
+def _residual_nest(snes, x, b, u, residual, jacobian, bcs0, bcs1) -> None:
+    """SNES residual on a MATNEST/VECNEST problem, as DOLFINx's ``assemble_residual`` but
+    assembling one residual form at a time and doing the Dirichlet lifting one block row at a
+    time, only for the Jacobian blocks whose column field has boundary conditions (here u).
+
+    DOLFINx packs the coefficients of all residual forms, and for the lifting of all Jacobian
+    blocks, at once: at 167 k unknowns those transients (~140 MB) set the peak memory of the run.
+    ``bcs0`` / ``bcs1``: the boundary conditions by row / column block (``fem.bcs_by_block``).
+    """
+    _ghost_update(x, PETSc.InsertMode.INSERT, PETSc.ScatterMode.FORWARD)
+    fem_petsc.assign(x, u)
+    for bi in b.getNestSubVecs():
+        with bi.localForm() as loc:
+            loc.set(0.0)
+    for b_i, L_i in zip(b.getNestSubVecs(), residual, strict=True):  # one form's pack at a time
+        fem_petsc.assemble_vector(b_i, L_i)
+    x0 = x.getNestSubVecs()
+    for b_i, row in zip(b.getNestSubVecs(), jacobian, strict=True):
+        a_row = [a if bcs1[j] else None for j, a in enumerate(row)]
+        if any(a is not None for a in a_row):
+            fem_petsc.apply_lifting(b_i, a_row, bcs=bcs1, x0=x0, alpha=-1.0)
+    _ghost_update(b, PETSc.InsertMode.ADD, PETSc.ScatterMode.REVERSE)
+    fem_petsc.set_bc(b, bcs0, x0=x, alpha=-1.0)
+    _ghost_update(b, PETSc.InsertMode.INSERT, PETSc.ScatterMode.FORWARD)
+
+
+def _jacobian_nest(snes, x, J, P, u, jacobian, bcs) -> None:
+    """SNES Jacobian on a MATNEST, as DOLFINx's ``assemble_jacobian`` but packing the
+    coefficients of one block at a time (DOLFINx packs all blocks first, a transient of the
+    size of every block's coefficient arrays together)."""
+    _ghost_update(x, PETSc.InsertMode.INSERT, PETSc.ScatterMode.FORWARD)
+    fem_petsc.assign(x, u)
+    J.zeroEntries()
+    for i, row in enumerate(jacobian):
+        for j, a in enumerate(row):
+            if a is not None:
+                fem_petsc.assemble_matrix(J.getNestSubMatrix(i, j), a, bcs, diag=1.0)
+    J.assemble()
+
+
+class BlockNewton:
+    """Newton for residuals ``F[i](u)`` with ``u[i]`` the fields, solved together.
+
+    The Jacobian is one AIJ matrix for the MUMPS options and a MATNEST for ``fieldsplit``.
+
+    ``kinds`` names each field for the fieldsplit preconditioner: ``"vector"`` (GAMG with the
+    rigid-body near-nullspace), ``"scalar"`` (GAMG) or ``"real"`` (one global DOF, exact 1x1
+    inverse). ``groups`` (fieldsplit only) gives the order of the multiplicative sweep as lists
+    of field indices (flattened: every field is its own split). Put fields that others depend on
+    first (transport, then displacement, then damage).
+    """
+
+    def __init__(
+        self,
+        F: list,
+        u: list[fem.Function],
+        kinds: list[str],
+        *,
+        bcs: list | None = None,
+        entity_maps: list | None = None,
+        linear: str = "mumps",
+        rtol: float = 1e-9,
+        atol: float = 1e-10,
+        max_it: int = 25,
+        line_search: str = "bt",
+        name: str = "coupled",
+        groups: list[list[int]] | None = None,
+        petsc_options: dict | None = None,
+    ):
+        if len(F) != len(u) or len(kinds) != len(u):
+            raise ValueError("F, u and kinds need one entry per field")
+        if linear == "iterative" and (len(u) != 1 or kinds[0] == "real"):
+            raise ValueError("linear='iterative' solves one scalar or vector field")
+        self.u = u
+        self.kinds = kinds
+        self.linear = linear
+        self.comm = u[0].function_space.mesh.comm
+        opts = _base_options(linear, rtol, atol, max_it, line_search)
+        if linear == "iterative" and kinds[0] == "vector":
+            opts.update(ELASTICITY_GAMG)
+        prefix = f"{name}{next(_prefix_counter)}_"
+        self.problem = NonlinearProblem(
+            F,
+            u,
+            bcs=bcs or [],
+            entity_maps=entity_maps,
+            kind="nest" if linear == "fieldsplit" else "mpi",
+            petsc_options_prefix=prefix,
+            petsc_options=opts,
+        )
+        self.snes: PETSc.SNES = self.problem.solver
+        if linear == "fieldsplit":
+            Fs, Js, bcl = self.problem.F, self.problem.J, bcs or []
+            by_row = fem.bcs_by_block(fem.extract_function_spaces(Fs), bcl)
+            by_col = fem.bcs_by_block(fem.extract_function_spaces(Js, 1), bcl)
+            fctx = {"u": u, "residual": Fs, "jacobian": Js, "bcs0": by_row, "bcs1": by_col}
+            self.snes.setFunction(_residual_nest, self.problem.b, kargs=fctx)
+            jctx = {"u": u, "jacobian": Js, "bcs": bcl}  # petsc4py keeps both dicts
+            self.snes.setJacobian(_jacobian_nest, self.problem.A, None, kargs=jctx)
+            self._setup_fieldsplit(prefix, groups or [[i] for i in range(len(u))])
+        elif linear == "iterative" and kinds[0] == "vector":
+            self.problem.A.setNearNullSpace(rigid_body_modes(u[0].function_space))
+        if petsc_options:  # the user's last word; sub-solver options are read at first set-up
+            db = PETSc.Options()
+            for k, v in petsc_options.items():
+                db[prefix + k] = v
+            self.snes.setFromOptions()
+        if linear in ("fieldsplit", "iterative"):  # memory releases around each GAMG set-up
+            self.snes.getKSP().setMonitor(_release_after_setup)
+            reuse = any(
+                k.startswith(prefix)
+                and k.endswith("pc_gamg_reuse_interpolation")
+                and PETSc.Options().getBool(k, False)
+                for k in PETSc.Options().getAll()
+            )
+            self.snes.setUpdate(_release_before_newton_step, kargs={"clear_products": not reuse})
+
+    def _setup_fieldsplit(self, prefix: str, groups: list[list[int]]) -> None:
+        order = [i for g in groups for i in g]
+        if sorted(order) != list(range(len(self.u))):
+            raise ValueError(f"groups {groups} must name every field exactly once")
+        isets = self.problem.A.getNestISs()[0]  # this rank's rows of each field
+        pc = self.snes.getKSP().getPC()
+        opts = PETSc.Options()
+        splits = []
+        for i in order:
+            p = f"{prefix}fieldsplit_f{i}_"
+            opts[p + "ksp_type"] = "preonly"
+            if self.kinds[i] == "real":  # one global DOF: Jacobi is its exact inverse
+                opts[p + "pc_type"] = "jacobi"
+            else:
+                for k, v in _gamg_options(p).items():
+                    opts[k] = v
+                if self.kinds[i] == "vector":
+                    isets[i].compose("nearnullspace", rigid_body_modes(self.u[i].function_space))
+                    for k, v in ELASTICITY_GAMG.items():
+                        opts[p + k] = v
+            splits.append((f"f{i}", isets[i]))
+        pc.setFieldSplitIS(*splits)
+        pc.setFromOptions()
+        self.snes.getKSP().setFromOptions()
+
+    def close(self) -> None:
+        """Destroy the PETSc objects now, on every rank together.
+
+        PETSc destruction is collective; left to Python's garbage collector it can happen at
+        different moments on different ranks (reference cycles) and deadlock a later solve.
+        """
+        p = self.problem
+        for name in ("_snes", "_A", "_b", "_x", "_P_mat"):
+            obj = getattr(p, name, None)
+            if obj is not None:
+                obj.destroy()
+
+    def rebuild_preconditioner(self) -> None:
+        """Force a fresh factorisation at the next Newton iteration (lagged LU)."""
+        if self.linear == "mumps_lagged":
+            opts = PETSc.Options()
+            key = (self.snes.getOptionsPrefix() or "") + "snes_lag_preconditioner"
+            opts[key] = -2
+            self.snes.setFromOptions()
+            del opts[key]
+
+    def solve(self) -> NewtonResult:
+        """Run SNES from the current values of ``u``; ``u`` holds the last iterate afterwards.
+
+        With ``mumps_lagged`` a failure with a kept (stale) factorisation is retried once at
+        once with a fresh one, so only genuine Newton failures reach the step-size control.
+        """
+        res = self._solve_once()
+        if self.linear != "mumps_lagged":
+            return res
+        if not res.converged and res.factorisations == 0:
+            retry = self._solve_once()
+            retry.iterations += res.iterations
+            retry.linear_iterations += res.linear_iterations
+            retry.seconds += res.seconds
+            res = retry
+        if res.converged and res.linear_iterations > LAG_REBUILD_KRYLOV * max(res.iterations, 1):
+            self.rebuild_preconditioner()  # the kept LU has gone stale: refresh for next time
+        return res
+
+    def _solve_once(self) -> NewtonResult:
+        t0 = time.perf_counter()
+        lu0 = _lu_count()
+        backup = [f.x.array.copy() for f in self.u]
+        msg = ""
+        try:
+            self.problem.solve()
+            reason = self.snes.getConvergedReason()
+        except PETSc.Error as exc:  # e.g. MUMPS zero pivot, NaN in assembly
+            reason, msg = -100, f"PETSc error {exc.ierr}"
+        its = self.snes.getIterationNumber()
+        lits = self.snes.getLinearSolveIterations()
+        ok = reason > 0
+        if ok:
+            vals = np.concatenate([f.x.array for f in self.u])
+            ok = bool(self.comm.allreduce(bool(np.all(np.isfinite(vals))), op=MPI.LAND))
+            if not ok:
+                reason, msg = -101, "non-finite values in the solution"
+        if not ok:
+            for f, b in zip(self.u, backup, strict=True):
+                f.x.array[:] = b
+            self.rebuild_preconditioner()
+        fact = _lu_count() - lu0
+        return NewtonResult(ok, reason, its, lits, time.perf_counter() - t0, fact, msg)

@@ -1,0 +1,1 @@
+"""Post-processing: damage metrics on the mesh, plots of run directories, mid-plane renders."""

@@ -1,0 +1,419 @@
+"""The coupled chemo-mechanical phase-field problem: (x, V, u, φ) in one Newton solve per step.
+
+Fields (MODEL.md section 2): Li fraction x and voltage V on the particle submesh
+(:class:`solver.electrochem.Electrochemistry`), displacement u on particle + binder and damage φ
+on the particle (:func:`solver.mechanics.build_blocks`); γ is solved once, H is lagged and
+updated after every accepted step. The residuals ``[F_x, F_V, F_u, F_φ]`` go into one
+:class:`solver.nonlinear.BlockNewton` (``solver.linear``: mumps, mumps_lagged, fieldsplit) whose
+fieldsplit sweep is x by GAMG → V exactly → u by GAMG → φ by GAMG, the order of the physical
+coupling (x does not depend on u or φ; u depends on x and φ; φ on u).
+
+``solver.linear: staggered`` — and the automatic fallback after repeated monolithic failures —
+solves (x, V) by Newton, then alternates u (φ fixed) and φ (u fixed) until the largest change of
+φ is below ``STAGGER_TOL`` (alternate minimisation iterated to a tolerance, not one pass). The u
+and φ sub-solves use LU on small problems and GMRES + GAMG on large ones
+(``solver.staggered_linear``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import dolfinx_solver  # noqa: F401  (MPI before dolfinx / petsc4py)
+import numpy as np
+import ufl
+from dolfinx import fem
+from mpi4py import MPI
+
+from ..config import ResolvedCase
+from ..meshing.tags import INTERFACE
+from ..numerics.nonlinear import BlockNewton, NewtonResult
+from ..physics.electrochem import Electrochemistry
+from ..physics.fracture import fracture_constants
+from ..physics.mechanics import MechanicsModel, ParticleDomain, build_blocks, principal_values
+from ..post.metrics import DamageMetrics, principal_stress_field
+
+STAGGER_TOL = 1e-5  # max |Δφ| between two alternate-minimisation sweeps
+#: sweeps before a staggered solve gives up: alternate minimisation converges linearly, and at a
+#: crack jump it crawls (400 grains, 3.9-4.0 V: 200 sweeps, 400 Newton solves and 690-795 s, then
+#: failed, while the monolithic retry at dt/4 converged); failing fast hands the step back to the
+#: step-size control sooner.
+STAGGER_MAX_SWEEPS = 50
+FALLBACK_AFTER = 2  # consecutive monolithic failures before a step is tried staggered
+#: steps solved staggered before the monolithic solver is tried again; doubled (up to
+#: FALLBACK_STEPS_MAX) whenever that retry fails at once, reset when it succeeds. At a damage
+#: onset one failing monolithic attempt costs 1-10 min on the 400-grain particle.
+FALLBACK_STEPS = 5
+FALLBACK_STEPS_MAX = 80
+#: max-Δφ limiter: a step rejected for Δφ and retried with dt cut to at most JUMP_DT_RATIO of the
+#: rejected dt is accepted when its Δφ is still at least JUMP_DPHI_RATIO of the rejected Δφ. Such
+#: a Δφ does not come from the load increment but from an unstable crack advance at fixed load
+#: (400 grains, 3.88 V: dt 474 s -> 366 s gave Δφ 0.233 -> 0.229, and dt then collapsed to
+#: dt_min with φ frozen), which no smaller step resolves.
+JUMP_DT_RATIO = 0.8
+JUMP_DPHI_RATIO = 0.9
+
+
+@dataclass
+class StaggeredResult(NewtonResult):
+    """NewtonResult of a staggered solve (``iterations`` = total Newton iterations)."""
+
+    sweeps: int = 0
+    max_sub_iterations: int = 0
+
+    @property
+    def control_iterations(self) -> int:
+        """The most Newton iterations of one sub-solve: a step of many cheap sweeps is not a
+        hard step (with the total, every staggered step halved dt: 590 steps instead of 62)."""
+        return self.max_sub_iterations
+
+
+#: ``solver.linear: auto`` picks exact LU (``mumps``) up to this many unknowns, ``fieldsplit``
+#: above. Measured on a quiet 2-core machine (README, "Solver options"): at 22 k unknowns (the
+#: demo) a fresh LU per Newton iteration costs 1.5 s against 0.76 s of Jacobian assembly, and
+#: fieldsplit finishes the same steps 1.8x faster (mumps_lagged 1.7x); at 163 k (400 grains,
+#: h = 0.4 µm) fieldsplit is 4.3x faster per step (benchmarks/results/coupled_solvers_400_*.json).
+AUTO_MUMPS_MAX_UNKNOWNS = 20_000
+
+
+def auto_linear(unknowns: int) -> str:
+    """The ``solver.linear`` that ``auto`` resolves to for a problem of ``unknowns`` unknowns."""
+    return "mumps" if unknowns <= AUTO_MUMPS_MAX_UNKNOWNS else "fieldsplit"
+
+
+def _close(*solvers: BlockNewton | None) -> None:
+    """Close the given solvers (collective), skipping None."""
+    for n in solvers:
+        if n is not None:
+            n.close()
+
+
+class CoupledProblem:
+    """All fields, residuals and solvers of a case on a :class:`ParticleDomain`."""
+
+    #: Keep the PETSc objects of only one solver family (monolithic or staggered) at a time: the
+    #: one not in use is destroyed at the switch and rebuilt when next needed (seconds; the
+    #: forms come from the JIT cache). Set for problems above AUTO_MUMPS_MAX_UNKNOWNS: on the
+    #: 400-grain sphere (163 k unknowns, 2 ranks) the first staggered fallback took the peak
+    #: from 596 to 914 MB per rank, both families' matrices and preconditioners held together.
+    release_idle: bool = False
+
+    def __init__(self, dom: ParticleDomain, rc: ResolvedCase, linear: str | None = None):
+        self.dom, self.rc = dom, rc
+        p, phys, cfg = rc.params, rc.case.physics, rc.case.solver
+        self.linear = linear or cfg.linear
+        self.ec = Electrochemistry(dom.submesh, dom.sub_facet_tags, INTERFACE, p.electrochemistry)
+        self.model = MechanicsModel.from_params(p, rc.lattice_table_path)
+        self.fracture = bool(phys.fracture)
+        frac = fracture_constants(p) if self.fracture else None
+        self.blocks = build_blocks(
+            dom,
+            self.model,
+            self.ec.x,
+            frac,
+            degree=phys.displacement_degree,
+            outer_boundary=phys.outer_boundary,
+            relaxation=(phys.phase_field_relaxation_s, self.ec.dt),
+        )
+        b = self.blocks
+        F = [*self.ec.residuals(), b.F_u]
+        fields = [self.ec.x, self.ec.V, b.u]
+        kinds = ["scalar", "real", "vector"]
+        groups = [[0, 1], [2]]
+        if self.fracture:
+            F.append(b.F_phi)
+            fields.append(b.phi)
+            kinds.append("scalar")
+            groups.append([3])
+        self.fields = fields
+        self.entity_maps = [dom.entity_map]
+        self._F, self._kinds, self._groups = F, kinds, groups
+        self._cfg = cfg
+        self.unknowns = sum(
+            f.function_space.dofmap.index_map.size_global * f.function_space.dofmap.index_map_bs
+            for f in fields
+        )
+        if self.linear == "auto":
+            self.linear = auto_linear(self.unknowns)
+        self.staggered_linear = cfg.staggered_linear
+        if self.staggered_linear == "auto":
+            self.staggered_linear = (
+                "mumps" if auto_linear(self.unknowns) == "mumps" else "iterative"
+            )
+        self.release_idle = self.unknowns > AUTO_MUMPS_MAX_UNKNOWNS
+        self.newton = None  # the monolithic solver, built on first use
+        if self.linear != "staggered":
+            self.newton = self._monolithic(self.linear)
+        self._staggered = None  # built on first use
+        self.failures_in_a_row = 0
+        self.staggered_left = 0
+        self.fallback_steps = FALLBACK_STEPS
+        self._just_back = False  # the monolithic solver was just re-tried after a fallback
+        self.stats = {
+            "monolithic_failures": 0,
+            "staggered_solves": 0,
+            "staggered_sweeps": 0,
+            "dphi_jumps_accepted": 0,
+        }
+        self._dphi_rejected: tuple[float, float] | None = None  # (dt, Δφ) last rejected
+        self._jump = False  # the step under test was let through as a crack jump
+        self.last_step_jump = False  # ... and the last accepted step was one
+        #: collective check called between staggered sweeps (a staggered solve can take minutes):
+        #: True abandons the solve as failed, and the stepper's reject callback then stops the run
+        self.should_stop: Callable[[], bool] | None = None
+        self.metrics = DamageMetrics(dom, b.phi, b.gamma) if self.fracture else None
+        self._sigma = self.model.particle_stress(b.u, self.ec.x, b.n, b.phi)
+        self._s1 = None  # (function, expression, cells), compiled on first use
+        self.phi_committed = None
+        if self.fracture:
+            self.commit_phi()
+
+    # -- solvers --------------------------------------------------------------------------------
+    def _monolithic(self, linear: str) -> BlockNewton:
+        cfg = self._cfg
+        return BlockNewton(
+            self._F,
+            self.fields,
+            self._kinds,
+            bcs=self.blocks.bcs,
+            entity_maps=self.entity_maps,
+            linear=linear,
+            rtol=cfg.newton_rtol,
+            atol=cfg.newton_atol,
+            max_it=cfg.newton_max_iterations,
+            name="coupled",
+            groups=self._groups,
+            petsc_options=cfg.petsc_options,
+        )
+
+    def _monolithic_solver(self) -> BlockNewton:
+        """The monolithic solver; with :attr:`release_idle` the staggered ones are freed first."""
+        if self.release_idle and self._staggered is not None:
+            _close(*self._staggered)
+            self._staggered = None
+        if self.newton is None:
+            self.newton = self._monolithic(self.linear)
+        return self.newton
+
+    def _staggered_solvers(self):
+        if self.release_idle and self.newton is not None:
+            self.newton.close()  # collective, as every switch (all ranks fail or succeed alike)
+            self.newton = None
+        if self._staggered is None:
+            cfg = self._cfg
+            kw = dict(rtol=cfg.newton_rtol, atol=cfg.newton_atol, max_it=cfg.newton_max_iterations)
+            b = self.blocks
+            # (x, V) keeps LU: one scalar field plus the dense voltage border, ~1/5 of the unknowns
+            ec = BlockNewton(self._F[:2], self.fields[:2], ["scalar", "real"], name="stag_ec", **kw)
+            kw["linear"] = self.staggered_linear
+            mech = BlockNewton(
+                [b.F_u],
+                [b.u],
+                ["vector"],
+                bcs=b.bcs,
+                entity_maps=self.entity_maps,
+                name="stag_u",
+                **kw,
+            )
+            frac = None
+            if self.fracture:
+                frac = BlockNewton(
+                    [b.F_phi],
+                    [b.phi],
+                    ["scalar"],
+                    entity_maps=self.entity_maps,
+                    name="stag_phi",
+                    **kw,
+                )
+            self._staggered = (ec, mech, frac)
+        return self._staggered
+
+    def solve_staggered(self) -> StaggeredResult:
+        """(x, V) by Newton, then u and φ alternately until max |Δφ| < STAGGER_TOL."""
+        t0 = time.perf_counter()
+        ec, mech, frac = self._staggered_solvers()
+        backup = [f.x.array.copy() for f in self.fields]
+        its = lits = sweeps = worst = 0
+
+        def add(r: NewtonResult) -> None:
+            nonlocal its, lits, worst
+            its, lits = its + r.iterations, lits + r.linear_iterations
+            worst = max(worst, r.iterations)
+
+        def fail(r: NewtonResult, what: str) -> StaggeredResult:
+            for f, a in zip(self.fields, backup, strict=True):
+                f.x.array[:] = a
+            return StaggeredResult(
+                False, r.reason, its, lits, time.perf_counter() - t0, 0, f"staggered {what}", sweeps
+            )
+
+        r = ec.solve()
+        add(r)
+        if not r.converged:
+            return fail(r, "transport")
+        comm = self.dom.mesh.comm
+        for sweeps in range(1, STAGGER_MAX_SWEEPS + 1):  # noqa: B007
+            r = mech.solve()
+            add(r)
+            if not r.converged:
+                return fail(r, "displacement")
+            if frac is None:
+                break
+            phi = self.blocks.phi
+            n = phi.function_space.dofmap.index_map.size_local
+            old = phi.x.array[:n].copy()
+            r = frac.solve()
+            add(r)
+            if not r.converged:
+                return fail(r, "phase field")
+            d = float(np.abs(phi.x.array[:n] - old).max()) if n else 0.0
+            if comm.allreduce(d, op=MPI.MAX) < STAGGER_TOL:
+                break
+            if self.should_stop is not None and self.should_stop():
+                return fail(NewtonResult(False, -300, its, lits, 0.0), "interrupted")
+        else:
+            return fail(NewtonResult(False, -200, its, lits, 0.0), "did not converge")
+        self.stats["staggered_solves"] += 1
+        self.stats["staggered_sweeps"] += sweeps
+        secs = time.perf_counter() - t0
+        return StaggeredResult(True, 2, its, lits, secs, 0, "staggered", sweeps, worst)
+
+    def solve(self) -> NewtonResult:
+        """One nonlinear solve at the current dt, with the staggered fallback."""
+        if self.linear == "staggered":
+            return self.solve_staggered()
+        if self.staggered_left > 0:
+            res = self.solve_staggered()
+            if res.converged:
+                self.staggered_left -= 1
+                self._just_back = self.staggered_left == 0
+            return res
+        res = self._monolithic_solver().solve()
+        if res.converged:
+            self.failures_in_a_row = 0
+            if self._just_back:
+                self.fallback_steps, self._just_back = FALLBACK_STEPS, False
+            return res
+        self.stats["monolithic_failures"] += 1
+        self.failures_in_a_row += 1
+        if self._just_back:  # back from staggered steps and failing at once: stay away longer
+            self.fallback_steps = min(2 * self.fallback_steps, FALLBACK_STEPS_MAX)
+            self.failures_in_a_row, self._just_back = FALLBACK_AFTER, False
+        if self.failures_in_a_row >= FALLBACK_AFTER:
+            self.failures_in_a_row = 0
+            res = self.solve_staggered()
+            if res.converged:
+                self.staggered_left = self.fallback_steps - 1  # >= FALLBACK_STEPS - 1 > 0
+        return res
+
+    def fallback_state(self) -> dict:
+        """The staggered-fallback bookkeeping (goes into checkpoints)."""
+        return {
+            "staggered_left": self.staggered_left,
+            "failures_in_a_row": self.failures_in_a_row,
+            "fallback_steps": self.fallback_steps,
+            "just_back": self._just_back,
+            "dphi_rejected": self._dphi_rejected,
+        }
+
+    def set_fallback_state(self, state: dict) -> None:
+        """Restore :meth:`fallback_state` (keys missing in older checkpoints keep defaults)."""
+        self.staggered_left = state["staggered_left"]
+        self.failures_in_a_row = state["failures_in_a_row"]
+        self.fallback_steps = state.get("fallback_steps", FALLBACK_STEPS)
+        self._just_back = state.get("just_back", False)
+        rej = state.get("dphi_rejected")
+        self._dphi_rejected = tuple(rej) if rej is not None else None
+
+    def close(self) -> None:
+        """Destroy every solver's PETSc objects collectively (see BlockNewton.close)."""
+        _close(self.newton, *(self._staggered or ()))
+
+    # -- step control and updates ---------------------------------------------------------------
+    def dphi_limiter(self, max_dphi: float):
+        """Stepper limiter: reject a step whose max |φ - φ_committed| exceeds ``max_dphi``.
+
+        Unless the step is a crack jump: the retry of a rejected step with dt cut to at most
+        ``JUMP_DT_RATIO`` of it still moves φ by ``JUMP_DPHI_RATIO`` of the rejected Δφ or more.
+        Such a step is accepted (without growing dt) instead of shrinking dt to ``dt_min``.
+        """
+
+        def limiter(dt: float) -> float:
+            self._jump = False
+            if not self.fracture:
+                return np.inf
+            phi = self.blocks.phi
+            n = phi.function_space.dofmap.index_map.size_local
+            d = float(np.abs(phi.x.array[:n] - self.phi_committed[:n]).max()) if n else 0.0
+            d = self.dom.mesh.comm.allreduce(d, op=MPI.MAX)
+            if d <= 1e-12:
+                return np.inf
+            if d <= max_dphi:
+                return max_dphi / d
+            last = self._dphi_rejected
+            if (
+                last is not None
+                and dt <= JUMP_DT_RATIO * last[0]
+                and d >= JUMP_DPHI_RATIO * last[1]
+            ):
+                self._jump = True
+                return 1.0
+            self._dphi_rejected = (dt, d)
+            return 0.9 * max_dphi / d
+
+        return limiter
+
+    def after_accept(self) -> float:
+        """Update H <- max(H, ψ+) after a converged, accepted step; returns max H (GPa)."""
+        self.last_step_jump, self._jump, self._dphi_rejected = self._jump, False, None
+        self.stats["dphi_jumps_accepted"] += int(self.last_step_jump)
+        if not self.fracture:
+            return 0.0
+        self.commit_phi()
+        return self.blocks.history.update(self.blocks.psi_plus, self.entity_maps)
+
+    def commit_phi(self) -> None:
+        """φ is now the accepted phase field: the Δφ limiter's reference and, for a viscous phase
+        field, φ_n of the next step."""
+        self.phi_committed = self.blocks.phi.x.array.copy()
+        if self.blocks.phi_n is not None:
+            self.blocks.phi_n.x.array[:] = self.phi_committed
+
+    def sigma1(self) -> fem.Function:
+        """Largest principal stress (GPa) as a DG0 field on the particle (compiled once)."""
+        if self._s1 is None:
+            f = principal_stress_field(self.dom, self._sigma)  # builds space and values once
+            V = f.function_space
+            s1 = principal_values(self._sigma, delta=1e-12)[0]
+            sm = self.dom.submesh
+            expr = fem.Expression(
+                s1, V.element.interpolation_points, comm=sm.comm, entity_maps=self.entity_maps
+            )
+            imap = sm.topology.index_map(sm.topology.dim)
+            cells = np.arange(imap.size_local + imap.num_ghosts, dtype=np.int32)
+            self._s1 = (f, expr, cells)
+            return f
+        f, expr, cells = self._s1
+        vals = expr.eval(self.dom.submesh, cells)
+        f.x.array[f.function_space.dofmap.list[cells, 0]] = vals.reshape(-1)
+        return f
+
+    def observables(self) -> dict:
+        """Damage metrics and the maximum principal stress (Pa), collective."""
+        out = {"sigma1_max_Pa": 0.0}
+        s1 = self.sigma1()
+        n = s1.function_space.dofmap.index_map.size_local
+        smax = float(s1.x.array[:n].max()) if n else -np.inf
+        out["sigma1_max_Pa"] = self.dom.mesh.comm.allreduce(smax, op=MPI.MAX) * 1e9
+        if self.metrics is not None:
+            out.update(self.metrics.compute())
+        return out
+
+    def particle_average(self, expr) -> float:
+        """Volume average over the particle of a scalar UFL expression on the submesh."""
+        comm = self.dom.submesh.comm
+        dx = ufl.dx(domain=self.dom.submesh)
+        num = comm.allreduce(fem.assemble_scalar(fem.form(expr * dx)), op=MPI.SUM)
+        return num / self.ec.volume_um3

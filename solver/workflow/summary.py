@@ -1,0 +1,38 @@
+"""A short text summary of a resolved case: the numbers a user checks before a long run."""
+
+from __future__ import annotations
+
+import math
+
+from ..config import ResolvedCase
+from ..physics import materials as mat
+
+
+def material_summary(rc: ResolvedCase) -> str:
+    """OCP landmarks, 1C current of the nominal particle and AT2 strengths (bulk, GB nominal)."""
+    p = rc.params
+    ec, me, fr = p.electrochemistry, p.mechanics, p.fracture
+    r_m = rc.case.geometry.particle.diameter_um * 0.5e-6
+    vol = 4.0 / 3.0 * math.pi * r_m**3
+    lines = [
+        f"parameter set {p.name}: x0 = {ec.x0}, U(x0) = {float(mat.ocp_V(ec.x0)):.4f} V",
+    ]
+    for step in rc.case.protocol:
+        if step.type == "cc":
+            x_end = mat.x_at_voltage(step.until_voltage_V, ec.ocp)
+            i_app = mat.c_rate_current_A(step.c_rate, ec.c_max_mol_m3, vol)
+            lines.append(
+                f"  cc C/{1 / step.c_rate:g} to {step.until_voltage_V} V: I = {i_app:.4e} A "
+                f"(sphere of {2e6 * r_m:g} µm), equilibrium x at cut-off {x_end:.4f}, "
+                f"{mat.capacity_mAh_g(ec.x0, x_end, ec.molar_mass_g_mol):.1f} mA h/g"
+            )
+    s_bulk = mat.at2_strength_Pa(me.E_particle_Pa, fr.Gc_bulk_J_m2, fr.l_m)
+    s_gb = mat.at2_strength_Pa(me.E_particle_Pa, fr.Gc_GB_J_m2, fr.l_m)
+    lines.append(
+        f"  AT2 strength: bulk {s_bulk / 1e9:.2f} GPa, GB (nominal Gc_GB) {s_gb / 1e9:.2f} GPa, "
+        f"l = {fr.l_m * 1e6:g} µm, split {fr.split}"
+    )
+    from ..physics.fracture import summary_line  # local: pulls in dolfinx
+
+    lines.append(summary_line(p))
+    return "\n".join(lines)

@@ -1,0 +1,7 @@
+"""The electrochem verification cases, shipped in the package (polycrack/verification/electrochem.py).
+
+They live in the package so that ``polycrack verify`` runs them from an installed wheel; this
+module only makes the repository's test run collect them.
+"""
+
+from polycrack.verification.electrochem import *  # noqa: F403

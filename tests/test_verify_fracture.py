@@ -1,0 +1,7 @@
+"""The fracture verification cases, shipped in the package (polycrack/verification/fracture.py).
+
+They live in the package so that ``polycrack verify`` runs them from an installed wheel; this
+module only makes the repository's test run collect them.
+"""
+
+from polycrack.verification.fracture import *  # noqa: F403

@@ -1,0 +1,7 @@
+"""The spm1d verification cases, shipped in the package (polycrack/verification/spm1d.py).
+
+They live in the package so that ``polycrack verify`` runs them from an installed wheel; this
+module only makes the repository's test run collect them.
+"""
+
+from polycrack.verification.spm1d import *  # noqa: F403
