@@ -46,8 +46,8 @@ STEP_COLUMNS = (
 from polycrack.config import resolve_case  # noqa: E402
 from polycrack.numerics.nonlinear import _lu_count  # noqa: E402
 from polycrack.physics.mechanics import ParticleDomain  # noqa: E402
-from polycrack.workflow.coupled_run import CoupledRun  # noqa: E402
 from polycrack.workflow.exports import git_commit  # noqa: E402
+from polycrack.workflow.run import CoupledRun  # noqa: E402
 
 
 def make_domain(kind: str, grains: int, h: float, comm) -> ParticleDomain:

@@ -34,9 +34,8 @@ from polycrack.config import load_case  # noqa: E402
 from polycrack.physics.domain import ensure_bundle, load_bundle  # noqa: E402
 from polycrack.physics.mechanics import ParticleDomain  # noqa: E402
 from polycrack.post.plots import read_table  # noqa: E402
-from polycrack.workflow.coupled_run import CoupledRun  # noqa: E402
 from polycrack.workflow.exports import git_commit  # noqa: E402
-from polycrack.workflow.run import ElectrochemRun  # noqa: E402
+from polycrack.workflow.run import CoupledRun, ElectrochemRun  # noqa: E402
 
 
 def main() -> None:

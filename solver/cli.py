@@ -64,27 +64,33 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(f"{args.case}: valid (dry run, nothing solved)")
         return 0
-    if not rc.case.physics.mechanics:
-        if args.restart is not None:
-            raise InputError("--restart needs a coupled case (physics.mechanics: true)")
-        from .workflow.run import run_case
-
-        run_case(rc, args.output)
-        return 0
+    if args.restart is not None and args.output is not None:
+        if Path(args.output).resolve() != Path(args.restart).resolve():
+            raise InputError(
+                f"--restart {args.restart} and -o {args.output} name different directories; "
+                "a restart continues in its own run directory (drop -o)"
+            )
+    if args.allow_changes and args.restart is None:
+        raise InputError("--allow-changes only applies to --restart")
     from mpi4py import MPI
 
-    from .workflow.coupled_run import CoupledRun
+    from .workflow.run import run_case
 
-    out = (
-        args.restart or args.output or rc.case.output.dir or Path("runs") / (rc.case.name or "run")
+    out = args.restart or args.output
+    rec = run_case(
+        rc,
+        out,
+        MPI.COMM_WORLD,
+        restart=args.restart is not None,
+        allow_changes=tuple(args.allow_changes),
+        overwrite=args.overwrite,
     )
-    rec = CoupledRun(rc, Path(out), MPI.COMM_WORLD, restart=args.restart is not None).run()
     if MPI.COMM_WORLD.rank == 0:
         st = rec["steps"]
         print(
             f"{rec['status']}: {st['accepted']} steps, {rec['final']['time_s'] / 3600:.3f} h, "
             f"V = {rec['final']['voltage_V']:.4f} V, wall {rec['wall_time_s']['total_s']:.1f} s; "
-            f"run directory {out}"
+            f"run directory {out or rc.case.output.dir or Path('runs') / (rc.case.name or 'run')}"
         )
     return int(rec.get("exit_code", 0))
 
@@ -154,6 +160,17 @@ def build_parser() -> argparse.ArgumentParser:
     case_args(sp)
     sp.add_argument("-o", "--output", type=Path, help="run directory")
     sp.add_argument("--restart", type=Path, metavar="DIR", help="continue from a run directory")
+    sp.add_argument(
+        "--allow-changes",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="with --restart: accept a changed case value, e.g. fracture.Gc_GB_J_m2 "
+        "(recorded in run.json; repeatable)",
+    )
+    sp.add_argument(
+        "--overwrite", action="store_true", help="replace a run already in the run directory"
+    )
     sp.add_argument("--dry-run", action="store_true", help="validate only")
     sp.set_defaults(func=_cmd_run)
 

@@ -14,7 +14,7 @@ from polycrack.config import resolve_case
 from polycrack.physics.mechanics import ParticleDomain
 from polycrack.post.plots import read_table
 from polycrack.verification.mech_meshes import voronoi_sphere
-from polycrack.workflow.coupled_run import CoupledRun
+from polycrack.workflow.run import CoupledRun
 
 pytestmark = pytest.mark.mpi
 
@@ -93,7 +93,7 @@ def test_run_of_tiny_steps_hints_at_the_phase_field_viscosity(
     mpi_tmp_path, monkeypatch, relaxation
 ):
     """STALL_STEPS accepted steps < STALL_DT_S: one hint in run.json, only if tau = 0."""
-    import polycrack.workflow.coupled_run as cr
+    import polycrack.workflow.run as cr
 
     monkeypatch.setattr(cr, "STALL_STEPS", 3)
     case = CASE | {

@@ -164,3 +164,33 @@ def test_wheel_top_level_names_and_data(tmp_path):
         "polycrack/__main__.py",
     ):
         assert needed in names, needed
+
+
+def _workflow_files():
+    return sorted((REPO / "solver" / "workflow").glob("*.py")) + [REPO / "solver" / "cli.py"]
+
+
+def test_run_workflow_functions_are_short():
+    """No function of the run workflow over ~80 lines (the driver is a set of small steps)."""
+    long = []
+    for f in _workflow_files():
+        for n in ast.walk(ast.parse(f.read_text())):
+            if isinstance(n, ast.FunctionDef) and n.name != "build_parser":
+                if n.end_lineno - n.lineno + 1 > 85:
+                    long.append(f"{f.name}:{n.name} {n.end_lineno - n.lineno + 1} lines")
+    assert not long, long
+
+
+def test_workflow_reads_no_private_attribute_of_another_object():
+    """``obj._x`` only on ``self`` (no reaching into a stepper's or problem's internals)."""
+    bad = []
+    for f in _workflow_files():
+        for n in ast.walk(ast.parse(f.read_text())):
+            if (
+                isinstance(n, ast.Attribute)
+                and n.attr.startswith("_")
+                and not n.attr.startswith("__")
+                and not (isinstance(n.value, ast.Name) and n.value.id in ("self", "cls"))
+            ):
+                bad.append(f"{f.name}:{n.lineno} .{n.attr}")
+    assert not bad, bad

@@ -7,9 +7,9 @@ import pytest
 from polycrack.config import CCStep, CVStep, RestStep, load_case
 from polycrack.meshing.tags import INTERFACE
 from polycrack.physics.electrochem import Electrochemistry
+from polycrack.problems.electrochemistry import electrochem_solver
 from polycrack.verification.meshes import particle_sphere
 from polycrack.workflow.protocol import ProtocolRunner
-from polycrack.workflow.run import electrochem_solver
 
 from tests.conftest import REPO
 

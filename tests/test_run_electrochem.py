@@ -57,7 +57,7 @@ def test_polycrack_run_writes_run_directory(mpi_tmp_path):
     assert np.allclose(ts["current_A"][rest], 0.0, atol=1e-17)  # 1e-8 of the 1C current
     assert np.all(np.isfinite(ts["eps_a"])) and np.all(ts["capacity_mAh_g"] >= 0)
     rec = json.loads((out / "run.json").read_text())
-    assert rec["status"] == "completed" and rec["mpi_size"] == MPI.COMM_WORLD.size
+    assert rec["status"] == "finished" and rec["mpi_size"] == MPI.COMM_WORLD.size
     assert rec["resolved"]["case"]["name"] == "tiny"
     assert {"dolfinx", "petsc", "polycrack"} <= set(rec["versions"])
     assert {"mesh_s", "setup_s", "solve_s", "total_s"} <= set(rec["wall_time_s"])
@@ -71,9 +71,9 @@ def test_polycrack_run_writes_run_directory(mpi_tmp_path):
 
 
 @pytest.mark.serial
-def test_polycrack_run_dry_run_and_restart_needs_coupled(tmp_path, capsys):
-    """--dry-run only validates (no run directory); --restart of an electrochemistry-only case
-    is refused with exit 2 (restart belongs to the coupled run)."""
+def test_polycrack_run_dry_run_and_restart_needs_checkpoint(tmp_path, capsys):
+    """--dry-run only validates (no run directory); --restart of a directory without a
+    checkpoint is refused with exit 2."""
     case = _case(tmp_path / "case.yaml")
     assert main(["run", str(case), "--dry-run", "-o", str(tmp_path / "r")]) == 0
     assert not (tmp_path / "r").exists()

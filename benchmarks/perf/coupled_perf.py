@@ -9,7 +9,7 @@
 belongs to that solver alone): the demo geometry (synthetic 14 µm particle, 50 grains, binder to
 20 µm) meshed at ``--h`` µm in the particle and refined ``--refine`` times uniformly in DOLFINx,
 the coupled case of examples/demo.yaml (l = 0.8 µm) charged at 1C for ``--steps`` accepted time
-steps from rest (dt 60 s, then adaptive), via :class:`solver.coupled_run.CoupledRun`. PETSc's own
+steps from rest (dt 60 s, then adaptive), via :class:`polycrack.workflow.run.CoupledRun`. PETSc's own
 event log gives, per rank (max over ranks): residual assembly (SNESFunctionEval), Jacobian
 assembly (SNESJacobianEval), linear solve (KSPSolve, which includes the preconditioner set-up
 PCSetUp: LU factorisation or GAMG hierarchy) and the Newton total (SNESSolve); Newton and Krylov
@@ -131,7 +131,7 @@ def run_one(h: float, refine: int, solver: str, steps: int, petsc: dict | None =
     """One configuration in this process (collective); the row of the JSON (rank 0)."""
     rss0 = _current_rss_mb()
     import dolfinx_solver  # noqa: F401
-    import polycrack.workflow.coupled_run as cr
+    import polycrack.workflow.run as cr
     from mpi4py import MPI
     from petsc4py import PETSc
     from polycrack.config import GeometryConfig, resolve_case

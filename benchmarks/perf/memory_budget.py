@@ -94,7 +94,7 @@ def one(json_out: str | None, petsc: dict | None = None, h: float = 0.8) -> dict
     import dolfinx_solver  # noqa: F401
     import polycrack.numerics.nonlinear as nl
     import polycrack.physics.domain as sd
-    import polycrack.workflow.coupled_run as cr
+    import polycrack.workflow.run as cr
     from mpi4py import MPI
 
     at: dict[str, float] = {}

@@ -34,6 +34,7 @@ import ctypes
 import functools
 import itertools
 import time
+import weakref
 from dataclasses import dataclass, field
 
 import dolfinx_solver  # noqa: F401  (MPI before dolfinx / petsc4py)
@@ -246,6 +247,14 @@ ELASTICITY_GAMG = {
 }
 
 
+def clear_options(prefix: str) -> None:
+    """Remove every option under ``prefix`` from PETSc's global options database."""
+    db = PETSc.Options()
+    for key in list(db.getAll()):
+        if key.startswith(prefix):
+            db.delValue(key)
+
+
 def _gamg_options(p: str) -> dict:
     """GAMG with Chebyshev/Jacobi smoothing, options under prefix ``p``."""
     return {
@@ -396,6 +405,11 @@ class BlockNewton:
         if linear == "iterative" and kinds[0] == "vector":
             opts.update(ELASTICITY_GAMG)
         prefix = f"{name}{next(_prefix_counter)}_"
+        self.prefix = prefix
+        # this solver's options leave the database with it (close, garbage collection or exit):
+        # options never read (e.g. MUMPS settings of a solver that never factorised) would
+        # otherwise be reported as unused when PETSc finalises
+        self._forget = weakref.finalize(self, clear_options, prefix)
         self.problem = NonlinearProblem(
             F,
             u,
@@ -468,6 +482,7 @@ class BlockNewton:
             obj = getattr(p, name, None)
             if obj is not None:
                 obj.destroy()
+        self._forget()
 
     def rebuild_preconditioner(self) -> None:
         """Force a fresh factorisation at the next Newton iteration (lagged LU)."""

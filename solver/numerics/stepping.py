@@ -157,6 +157,33 @@ class AdaptiveBDF:
         self._fail_dt = state.get("fail_dt")
         self._since_fail = int(state.get("since_fail", 0))
 
+    def state_dict(self) -> dict:
+        """Everything an exact restart needs: time, stored states and their times, statistics.
+
+        Returns:
+            ``{"t": s, "times": [s], "states": [[array per field]], "stats": {...},
+            "step_control": {...}}``; the arrays are the local parts (owned + ghosts) of each
+            field, in the order of ``fields``.
+        """
+        return {
+            "t": self.t,
+            "times": list(self._times),
+            "states": [[a.copy() for a in st] for st in self._states],
+            "stats": {k: v for k, v in self.stats.__dict__.items() if k != "log"},
+            "step_control": self.control_state(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Inverse of :meth:`state_dict` (the arrays must match the current partition)."""
+        if len(state["states"]) != len(state["times"]):
+            raise ValueError("one time per stored state")
+        self._states = [[np.asarray(a).copy() for a in st] for st in state["states"]]
+        self._times = list(state["times"])
+        self.t = float(state["t"])
+        for k, v in state.get("stats", {}).items():
+            setattr(self.stats, k, v)
+        self.set_control_state(state.get("step_control", {}))
+
     def _snapshot(self) -> list[np.ndarray]:
         return [f.x.array.copy() for f in self.fields]
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import dolfinx_solver  # noqa: F401  (MPI before dolfinx / petsc4py)
 import numpy as np
@@ -30,10 +31,13 @@ from mpi4py import MPI
 from ..config import ResolvedCase
 from ..meshing.tags import INTERFACE
 from ..numerics.nonlinear import BlockNewton, NewtonResult
+from ..numerics.stepping import AdaptiveBDF
 from ..physics.electrochem import Electrochemistry
 from ..physics.fracture import fracture_constants
 from ..physics.mechanics import MechanicsModel, ParticleDomain, build_blocks, principal_values
-from ..post.metrics import DamageMetrics, principal_stress_field
+from ..post.metrics import RADIAL_SHELLS, DamageMetrics, principal_stress_field
+from .base import Problem
+from .electrochemistry import x_tolerance
 
 STAGGER_TOL = 1e-5  # max |Δφ| between two alternate-minimisation sweeps
 #: sweeps before a staggered solve gives up: alternate minimisation converges linearly, and at a
@@ -90,8 +94,17 @@ def _close(*solvers: BlockNewton | None) -> None:
             n.close()
 
 
-class CoupledProblem:
+#: ``radial_damage.csv`` columns: damaged volume fraction per shell of r/R
+RADIAL_COLUMNS = tuple(
+    f"shell_{a:.2f}_{b:.2f}" for a, b in zip(RADIAL_SHELLS[:-1], RADIAL_SHELLS[1:], strict=True)
+)
+
+
+class CoupledProblem(Problem):
     """All fields, residuals and solvers of a case on a :class:`ParticleDomain`."""
+
+    kind = "coupled"
+    radial_columns = RADIAL_COLUMNS
 
     #: Keep the PETSc objects of only one solver family (monolithic or staggered) at a time: the
     #: one not in use is destroyed at the switch and rebuilt when next needed (seconds; the
@@ -128,6 +141,7 @@ class CoupledProblem:
             kinds.append("scalar")
             groups.append([3])
         self.fields = fields
+        self.field_names = ("x", "V", "u", "phi")[: len(fields)]
         self.entity_maps = [dom.entity_map]
         self._F, self._kinds, self._groups = F, kinds, groups
         self._cfg = cfg
@@ -164,8 +178,17 @@ class CoupledProblem:
         #: True abandons the solve as failed, and the stepper's reject callback then stops the run
         self.should_stop: Callable[[], bool] | None = None
         self.metrics = DamageMetrics(dom, b.phi, b.gamma) if self.fracture else None
+        #: printed once when the steps collapse (the run driver's stall check)
+        self.stall_hint = (
+            "the crack advances unstably at fixed load, which the rate-independent phase field "
+            "cannot follow; physics.phase_field_relaxation_s (e.g. 10) lets the run through it "
+            "(docs/user-guide.md, phase-field viscosity)"
+            if self.fracture and phys.phase_field_relaxation_s <= 0
+            else None
+        )
         self._sigma = self.model.particle_stress(b.u, self.ec.x, b.n, b.phi)
         self._s1 = None  # (function, expression, cells), compiled on first use
+        self._last: dict = {}  # metrics of the last accepted state (observables -> radial_row)
         self.phi_committed = None
         if self.fracture:
             self.commit_phi()
@@ -400,7 +423,7 @@ class CoupledProblem:
         f.x.array[f.function_space.dofmap.list[cells, 0]] = vals.reshape(-1)
         return f
 
-    def observables(self) -> dict:
+    def metrics_now(self) -> dict:
         """Damage metrics and the maximum principal stress (Pa), collective."""
         out = {"sigma1_max_Pa": 0.0}
         s1 = self.sigma1()
@@ -417,3 +440,109 @@ class CoupledProblem:
         dx = ufl.dx(domain=self.dom.submesh)
         num = comm.allreduce(fem.assemble_scalar(fem.form(expr * dx)), op=MPI.SUM)
         return num / self.ec.volume_um3
+
+    # -- the run driver's protocol (polycrack.problems.base.Problem) ------------------------------
+    def make_stepper(self, on_reject: Callable[[str], None] | None = None) -> AdaptiveBDF:
+        """The stepper: (x, V) error control as in the electrochemistry-only run, u and φ follow,
+        the max-Δφ limiter."""
+        cfg, ec = self._cfg, self.ec
+        tols = [x_tolerance(ec, cfg), cfg.time_rtol] + [None] * (len(self.fields) - 2)
+        st = AdaptiveBDF(
+            self.fields,
+            self.solve,
+            ec.set_bdf,
+            history={0: (ec.x_n, ec.x_nn)},
+            tolerances=tols,
+            dt_min=cfg.dt_min_s,
+            dt_max=cfg.dt_max_s,
+            max_retries=cfg.max_retries,
+            newton_max_iterations=cfg.newton_max_iterations,
+            limiters=[self.dphi_limiter(cfg.max_dphi_per_step)],
+        )
+        st.on_reject = on_reject
+        return st
+
+    def set_interrupt(self, should_stop: Callable[[], bool]) -> None:
+        self.should_stop = should_stop
+
+    def observables(self) -> dict:
+        """Damage fraction, its GB share, max φ and max σ1 (Pa) of the accepted state."""
+        self._last = self.metrics_now()
+        obs = self._last
+        return {
+            "damage_fraction": obs.get("damage_fraction", 0.0),
+            "damage_gb_share": obs.get("damage_gb_share"),
+            "phi_max": obs.get("phi_max", 0.0),
+            "sigma1_max_Pa": obs["sigma1_max_Pa"],
+        }
+
+    def radial_row(self) -> list[float]:
+        return list(self._last.get("radial_damage_fraction", [0.0] * (len(RADIAL_SHELLS) - 1)))
+
+    def step_message(self, obs: dict) -> str:
+        jump = "  (crack jump: dphi limit waived)" if self.last_step_jump else ""
+        return f"damage {obs['damage_fraction']:.4f}  phi_max {obs['phi_max']:.3f}{jump}"
+
+    def mesh_info(self) -> dict:
+        dom, ec = self.dom, self.ec
+        ndofs = {
+            n: f.function_space.dofmap.index_map.size_global * f.function_space.dofmap.index_map_bs
+            for n, f in zip(self.field_names, self.fields, strict=True)
+        }
+        return {
+            "cells": dom.mesh.topology.index_map(3).size_global,
+            "particle_cells": dom.submesh.topology.index_map(3).size_global,
+            "dofs": ndofs,
+            "unknowns": sum(ndofs.values()),
+            "particle_volume_um3": ec.volume_um3,
+            "interface_area_um2": ec.area_um2,
+            "current_1C_A": ec.i_1c_A,
+        }
+
+    def solver_info(self) -> dict:
+        return dict(self.stats)
+
+    def state_dict(self) -> tuple[dict[str, fem.Function], dict]:
+        """The history field H and the solver bookkeeping (statistics, fallback state)."""
+        fields = {"H": self.blocks.history.H} if self.fracture else {}
+        return fields, {"coupled_stats": dict(self.stats), **self.fallback_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.stats.update(state["coupled_stats"])
+        self.set_fallback_state(state)
+        if self.fracture:
+            self.commit_phi()
+
+    def write_fields(self, out_dir: Path, tag: str, voltage: float) -> None:
+        """XDMF fields (particle: x, φ, γ, σ1; parent: u) and mid-plane renders of φ and σ1."""
+        from dolfinx.io import XDMFFile
+
+        from ..post.render import midplane_png
+
+        comm = self.dom.mesh.comm
+        fdir = Path(out_dir) / "fields"
+        if comm.rank == 0:
+            fdir.mkdir(parents=True, exist_ok=True)
+        comm.barrier()
+        s1 = self.sigma1()
+        with XDMFFile(comm, fdir / f"particle_{tag}.xdmf", "w") as f:
+            f.write_mesh(self.dom.submesh)
+            f.write_function(self.ec.x)
+            if self.fracture:
+                f.write_function(self.blocks.phi)
+                gamma = self.blocks.gamma
+                gamma.name = "gamma"
+                f.write_function(gamma)
+        with XDMFFile(comm, fdir / f"displacement_{tag}.xdmf", "w") as f:
+            f.write_mesh(self.dom.mesh)
+            if self.blocks.u.function_space.element.basix_element.degree == 1:
+                f.write_function(self.blocks.u)
+        figs = Path(out_dir) / "figures"
+        title = f"{voltage:.3f} V"
+        if self.fracture:
+            midplane_png(
+                self.blocks.phi, figs / f"phi_{tag}.png", title=f"phi at {title}", clim=(0, 1)
+            )
+        midplane_png(
+            s1, figs / f"sigma1_{tag}.png", title=f"sigma1 (GPa) at {title}", cmap="coolwarm"
+        )

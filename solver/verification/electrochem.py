@@ -14,10 +14,10 @@ from polycrack.config import CCStep, CVStep, RestStep, SolverConfig, load_case
 from polycrack.meshing.tags import INTERFACE
 from polycrack.physics import materials as mat
 from polycrack.physics.electrochem import Electrochemistry
+from polycrack.problems.electrochemistry import electrochem_solver
 from polycrack.problems.spm1d import SPM1D, crank_sphere_flux
 from polycrack.verification.meshes import particle_sphere
 from polycrack.workflow.protocol import ProtocolRunner
-from polycrack.workflow.run import electrochem_solver
 
 CASE = case_path("sphere_electrochem")
 

@@ -57,14 +57,14 @@ def run_demo(out: Path, sets: list[str] | None = None) -> int:
     from mpi4py import MPI
 
     from ..post.plots import plot_run, summary_figure
-    from .coupled_run import CoupledRun
+    from .run import Run
 
     comm = MPI.COMM_WORLD
     rc = load_case(demo_case_path(), sets)
     if comm.rank == 0:
         print(material_summary(rc))
         plot_materials(rc, out)
-    rec = CoupledRun(rc, out / "run", comm).run()
+    rec = Run(rc, out / "run", comm, overwrite=True).run()  # the demo owns its folder
     if comm.rank == 0:
         paths = plot_run(out / "run", out / "run" / "figures")
         render = out / "run" / "figures" / "phi_4.50V.png"

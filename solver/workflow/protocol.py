@@ -144,6 +144,27 @@ class ProtocolRunner:
             "loop": dict(self._loop),
         }
 
+    def _aim(self, dt, t_end, event, g_now, g_last, bracket) -> float | None:
+        """The next step size: at most to the step's end time and to the predicted event
+        (inside a bracket by regula falsi, else by the last slope of g); None at the end time.
+        """
+        st = self.stepper
+        if t_end is not None:
+            rem = t_end - st.t
+            if rem <= 1e-9 * max(1.0, abs(t_end)):
+                return None
+            dt = min(dt, rem)
+        if event is not None and g_now is not None:
+            if bracket is not None:
+                t_hi, g_hi = bracket
+                frac = -g_now / (g_hi - g_now) if g_hi != g_now else 0.5
+                dt = min(dt, max(frac, 1e-3) * (t_hi - st.t))
+            elif g_last is not None:
+                slope = (g_now - g_last[1]) / (st.t - g_last[0])
+                if slope > 0:
+                    dt = min(dt, max(-g_now / slope, st.dt_min))
+        return max(dt, st.dt_min)
+
     def run_step(self, k: int, step, loop: dict | None = None) -> StepSummary:
         st = self.stepper
         event, t_max = self._configure(step)
@@ -171,22 +192,10 @@ class ProtocolRunner:
         t_end = summ.t_start_s + t_max if t_max is not None else None
         self._k = k
         while True:
-            if t_end is not None:
-                rem = t_end - st.t
-                if rem <= 1e-9 * max(1.0, abs(t_end)):
-                    summ.end_reason = "time"
-                    break
-                dt = min(dt, rem)
-            if event is not None and g_now is not None:
-                if bracket is not None:
-                    t_hi, g_hi = bracket
-                    frac = -g_now / (g_hi - g_now) if g_hi != g_now else 0.5
-                    dt = min(dt, max(frac, 1e-3) * (t_hi - st.t))
-                elif g_last is not None:
-                    slope = (g_now - g_last[1]) / (st.t - g_last[0])
-                    if slope > 0:
-                        dt = min(dt, max(-g_now / slope, st.dt_min))
-            dt = max(dt, st.dt_min)
+            dt = self._aim(dt, t_end, event, g_now, g_last, bracket)
+            if dt is None:
+                summ.end_reason = "time"
+                break
             trial = st.attempt(dt)
             g_new = event.g() if event is not None else None
             if g_new is not None and g_new > event.tol and g_now is not None:

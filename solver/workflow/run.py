@@ -1,138 +1,164 @@
-"""``polycrack run`` for electrochemistry-only cases (``physics.mechanics: false``).
+"""The run driver: one resolved case into one run directory, for every problem kind.
 
-Builds or loads the mesh bundle (``solver.domain.ensure_bundle``/``load_bundle``) and uses its
-particle submesh, then the
-:class:`~solver.electrochem.Electrochemistry` block, one
-monolithic :class:`~solver.nonlinear.BlockNewton` for (x, V), the adaptive BDF stepper and the
-protocol runner, and writes the run directory of ARCHITECTURE.md section 3.4 through
-:mod:`solver.exports` (rank 0 only, one flushed row per accepted step).
+Data path: mesh bundle -> problem (:class:`~polycrack.problems.electrochemistry.ElectrochemProblem`
+or :class:`~polycrack.problems.coupled.CoupledProblem`) -> adaptive BDF stepper + protocol runner
+-> per accepted step: the problem's update and observables, one ``timeseries.csv`` row (and a
+``radial_damage.csv`` row), field output at chosen voltages, a checkpoint every N steps / M
+minutes. SIGTERM and SIGINT finish the current step, write a checkpoint and stop (status
+``interrupted``); ``--restart DIR`` continues from the checkpoint and reproduces the uninterrupted
+run. Every exit path writes the true status (:class:`~polycrack.workflow.status.RunStatus`).
+
+Run identity: ``run.json`` and the checkpoint carry a run id and a fingerprint of the resolved
+case. A restart refuses a checkpoint of another run, and a case that changed in anything but the
+output options, the solver options and a longer protocol, unless each changed key is named with
+``allow_changes`` (recorded in ``run.json``). A new run into a directory that holds a run is
+refused unless ``overwrite`` (which removes that run's files, keeping a ``mesh/`` bundle).
 """
 
 from __future__ import annotations
 
+import gc
+import hashlib
+import json
+import shutil
+import signal
 import time
+import uuid
 from pathlib import Path
 
 import dolfinx_solver  # noqa: F401  (MPI before dolfinx / petsc4py)
-import numpy as np
+from dolfinx import fem
 from mpi4py import MPI
-from petsc4py import PETSc
 
-from ..config import CCStep, CVStep, ResolvedCase, SolverConfig
+from ..config import ResolvedCase
 from ..errors import InputError, SolverFailure
-from ..meshing.tags import INTERFACE
-from ..numerics.nonlinear import BlockNewton
-from ..numerics.stepping import AdaptiveBDF
 from ..physics import materials as mat
-from ..physics.electrochem import Electrochemistry
+from ..physics.fracture import fracture_summary
+from ..physics.mechanics import ParticleDomain
+from ..problems.base import Problem
+from ..problems.coupled import CoupledProblem
+from ..problems.electrochemistry import ElectrochemProblem
+from . import checkpoint
 from .exports import TimeSeriesWriter, git_commit, peak_memory_mb, versions, write_json_atomic
 from .protocol import ProtocolRunner
+from .status import RunStatus
 
-__all__ = [
-    "particle_mesh_for_case",
-    "electrochem_solver",
-    "ElectrochemRun",
-    "run_case",
-    "X_TOL_FACTOR",
-    "X_TOL_CV",
-    "x_tolerance",
-]
+__all__ = ["Run", "CoupledRun", "ElectrochemRun", "run_case", "timeseries_row", "RunStatus"]
 
-#: Absolute local-error tolerance on x is ``time_rtol * X_TOL_FACTOR`` (``X_TOL_CV`` in CV
-#: steps); on V it is ``time_rtol`` volts. CV is tighter because there the current follows
-#: η = V - U(x_s) of ~1 mV: at x ≈ 0.18 a 1e-5 error in x_s is a ~4 % error in the current.
-X_TOL_FACTOR = 1.0
-X_TOL_CV = 0.001
+#: files and folders a run writes; ``overwrite`` removes exactly these (a ``mesh/`` bundle stays)
+RUN_FILES = ("run.json", "timeseries.csv", "radial_damage.csv", "checkpoint.npz")
+RUN_DIRS = ("fields", "figures")
+#: resolved-case keys that may change on restart without ``allow_changes`` (prefixes)
+RESTART_FREE = ("case.output.", "case.solver.", "case.name", "case_file", "parameter_set_file")
+#: ... and those that never may (the fields on disk would not match)
+RESTART_FIXED = ("case.geometry.", "case.physics.")
+#: this many accepted steps in a row shorter than STALL_DT_S print the problem's stall hint
+STALL_STEPS, STALL_DT_S = 20, 1.0
+RADIAL_HEAD = ("step", "time_s", "voltage_V")
 
 
-def particle_mesh_for_case(rc: ResolvedCase, out_dir: Path, comm: MPI.Comm) -> tuple:
-    """(particle mesh, facet tags, mesh info) of a case: the particle submesh of its mesh bundle
-    (``geometry.bundle``, or built into ``out_dir/mesh`` on rank 0 when missing)."""
-    from ..physics import domain as _dom
+class Interrupted(Exception):
+    """SIGTERM/SIGINT arrived; a checkpoint was written."""
 
-    geo = rc.case.geometry
-    path = geo.bundle if geo.bundle is not None else _dom.ensure_bundle(geo, out_dir / "mesh", comm)
-    ps = _dom.load_bundle(path, comm).particle_submesh()
-    return ps.mesh, ps.facet_tags, {"source": "bundle", "bundle": str(path)}
+    def __init__(self, signum: int):
+        super().__init__(f"signal {signum}")
+        self.signum = signum
 
 
-class ReusedLU:
-    """Chord-Newton for (x, V): keep one Jacobian + MUMPS factorisation while dt and mode stay.
+class _Signals:
+    """Turn SIGTERM/SIGINT into a flag that every rank agrees on after every step attempt."""
 
-    The transport Jacobian is ``M + dt K`` plus the weakly nonlinear Butler-Volmer border; with
-    dt and the CC/CV mode fixed it changes little from step to step, so the Jacobian and its LU
-    are kept (PETSc ``snes_lag_jacobian``/``snes_lag_preconditioner`` -2, persistent) and Newton
-    becomes a chord iteration that still converges to the SNES tolerances (the residual is
-    always exact). A fresh Jacobian and factorisation are made when dt/a0 changes by more than
-    ``dt_change`` (relative), when the mode changes, after a failed solve, or when the last
-    solve needed more than ``max_chord_iterations``. A chord solve is capped at
-    ``max_chord_iterations + 2`` iterations; if it stalls (e.g. the sinh of Butler-Volmer at a
-    high rate) the same step is re-solved by exact Newton (fresh Jacobian and LU every
-    iteration) before the stepper cuts dt.
+    def __init__(self):
+        self.received = 0
+        self._old = {}
+
+    def __enter__(self):
+        for s in (signal.SIGTERM, signal.SIGINT):
+            self._old[s] = signal.signal(s, self._handler)
+        return self
+
+    def _handler(self, signum, frame):
+        self.received = signum
+
+    def __exit__(self, *exc):
+        for s, h in self._old.items():
+            signal.signal(s, h)
+
+    def agreed(self, comm: MPI.Comm) -> int:
+        return comm.allreduce(self.received, op=MPI.MAX)
+
+
+# -- identity of a run ----------------------------------------------------------------------------
+def flat_resolved(rc: ResolvedCase) -> dict[str, object]:
+    """The resolved case (case + parameters) as ``{"dotted.key": value}`` (lists by index)."""
+    out: dict[str, object] = {}
+
+    def walk(prefix: str, v) -> None:
+        if isinstance(v, dict):
+            for k, w in v.items():
+                walk(f"{prefix}{k}.", w)
+        elif isinstance(v, list) and v and all(isinstance(w, dict) for w in v):
+            for i, w in enumerate(v):
+                walk(f"{prefix}{i}.", w)
+        else:
+            out[prefix[:-1]] = v
+
+    d = rc.to_dict()
+    d.pop("sources", None)
+    walk("", json.loads(json.dumps(d, default=str)))
+    return out
+
+
+def fingerprint(flat: dict[str, object]) -> str:
+    """sha256 of the resolved case without the keys that may change freely on restart."""
+    kept = {k: v for k, v in flat.items() if not k.startswith(RESTART_FREE)}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def restart_changes(old: dict, new: dict, allow: set[str]) -> dict[str, list]:
+    """Keys whose value differs between two flat resolved cases -> [old, new].
+
+    Raises:
+        InputError: a key changed that is neither free, nor a longer protocol, nor allowed.
     """
-
-    def __init__(
-        self,
-        newton: BlockNewton,
-        ec: Electrochemistry,
-        dt_change: float = 0.05,
-        max_chord_iterations: int = 4,
-    ):
-        self.newton, self.ec = newton, ec
-        self.dt_change, self.max_chord = dt_change, max_chord_iterations
-        opts = PETSc.Options()
-        pre = newton.snes.getOptionsPrefix() or ""
-        for key, val in (
-            ("snes_lag_preconditioner_persists", True),
-            ("snes_lag_jacobian_persists", True),
-        ):
-            opts[pre + key] = val
-        self._opts, self._pre = opts, pre
-        self.max_it = newton.snes.getTolerances()[3]
-        self._key: tuple[float, float] | None = None
-        self._last_its = 0
-        self.refreshes = 0
-
-    def _set_lag(self, lag: int, max_it: int) -> None:
-        for key in ("snes_lag_preconditioner", "snes_lag_jacobian"):
-            self._opts[self._pre + key] = lag
-        self.newton.snes.setFromOptions()
-        self.newton.snes.setTolerances(max_it=max_it)
-
-    def solve(self):
-        ec = self.ec
-        dt, g = float(ec.dt.value) / float(ec.a0.value), float(ec.g.value)  # J ~ a0 (M + dt/a0 K)
-        k = self._key
-        fresh = (
-            k is None
-            or g != k[1]
-            or abs(dt / k[0] - 1.0) > self.dt_change
-            or self._last_its > self.max_chord
+    changed = {
+        k: [old.get(k), new.get(k)]
+        for k in sorted(set(old) | set(new))
+        if old.get(k) != new.get(k) and not k.startswith(RESTART_FREE)
+    }
+    n_old = 1 + max(
+        (int(k.split(".")[2]) for k in old if k.startswith("case.protocol.")), default=-1
+    )
+    bad = []
+    for k, (a, b) in changed.items():
+        longer = k.startswith("case.protocol.") and a is None and int(k.split(".")[2]) >= n_old
+        if k.startswith(RESTART_FIXED) or (a is not None and b is None):
+            bad.append(f"{k}: {a!r} -> {b!r} (cannot change on restart)")
+        elif not longer and _strip(k) not in allow:
+            bad.append(f"{k}: {a!r} -> {b!r}")
+    if bad:
+        raise InputError(
+            "--restart: the case differs from the one the checkpoint was written with: "
+            + "; ".join(bad[:6])
+            + ("; ..." if len(bad) > 6 else "")
+            + ". Restore the old values, start a new run (--overwrite), or accept a change with "
+            "--allow-changes KEY (not for geometry, physics or a shorter protocol)"
         )
-        if fresh:  # -2: build at the next iteration, then keep (persistent across solves)
-            self._set_lag(-2, self.max_chord + 2)
-            self.refreshes += 1
-            self._key = (dt, g)
-        res = self.newton.solve()
-        self._last_its = res.iterations
-        if not res.converged:
-            # chord stalled (stale or strongly nonlinear Jacobian): exact Newton for this solve
-            self._set_lag(1, self.max_it)
-            res2 = self.newton.solve()
-            res2.iterations += res.iterations
-            res2.linear_iterations += res.linear_iterations
-            res2.seconds += res.seconds
-            res = res2
-            self._key = None
-            self._set_lag(-2, self.max_chord + 2)
-        return res
+    return changed
+
+
+def _strip(key: str) -> str:
+    """``case.fracture...``/``parameters.fracture.Gc`` -> the key a user types in ``--set``."""
+    return key.split(".", 1)[1] if key.startswith(("case.", "parameters.")) else key
 
 
 def timeseries_row(step_no: int, k: int, trial, t: float, s, ec, lattice, rc) -> dict:
-    """The electrochemical columns of one timeseries.csv row (ARCHITECTURE.md section 3.4).
+    """The electrochemical columns of one ``timeseries.csv`` row.
 
-    ``s`` is ``ec.state()`` after the accepted step at time ``t`` (s); the coupled run adds the
-    mechanical columns to this dictionary.
+    Args:
+        step_no: accepted-step number; k: protocol step index; trial: the accepted trial;
+        t: time (s); s: ``ec.state()`` after the step; ec: the electrochemistry block;
+        lattice: the lattice-strain law; rc: the resolved case.
     """
     xa = s.x_avg
     return {
@@ -157,146 +183,49 @@ def timeseries_row(step_no: int, k: int, trial, t: float, s, ec, lattice, rc) ->
     }
 
 
-def run_record_tail(st, runner, t: float, voltage: float, comm: MPI.Comm) -> dict:
-    """The run.json entries every run ends with: step counts, protocol summaries, final state,
-    peak memory and finish time (``st`` is the stepper's :class:`StepStats`)."""
-    return {
-        "steps": {
-            "accepted": st.accepted,
-            "rejected_error": st.rejected_error,
-            "rejected_newton": st.rejected_newton,
-            "rejected_event": st.rejected_event,
-            "rejected_limiter": st.rejected_limiter,
-        },
-        "protocol": [s.to_dict() for s in runner.summaries],
-        "final": {"time_s": t, "voltage_V": voltage},
-        "peak_memory": peak_memory_mb(comm),
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
+def load_problem(rc: ResolvedCase, out_dir: Path, comm: MPI.Comm) -> Problem:
+    """The case's problem on its mesh bundle (``geometry.bundle``, or built into
+    ``out_dir/mesh`` on rank 0 when missing)."""
+    from ..physics import domain as _dom
+
+    geo = rc.case.geometry
+    path = geo.bundle if geo.bundle is not None else _dom.ensure_bundle(geo, out_dir / "mesh", comm)
+    domain = _dom.load_bundle(path, comm)
+    if rc.case.physics.mechanics:
+        return CoupledProblem(ParticleDomain.from_domain(domain), rc)
+    ps = domain.particle_submesh()
+    return ElectrochemProblem(ps.mesh, ps.facet_tags, rc)
 
 
-def x_tolerance(ec: Electrochemistry, cfg: SolverConfig):
-    """Local-error tolerance on x for :class:`AdaptiveBDF` (a callable, read every step).
-
-    ``time_rtol * X_TOL_FACTOR`` in galvanostatic steps (CC, rest), ``time_rtol * X_TOL_CV`` in
-    potentiostatic (CV) steps; the tolerance on V is ``time_rtol`` volts.
-    """
-
-    def tol() -> float:
-        return cfg.time_rtol * (X_TOL_FACTOR if ec.mode == "galvanostatic" else X_TOL_CV)
-
-    return tol
-
-
-def electrochem_solver(
-    ec: Electrochemistry, cfg: SolverConfig, limiters=(), reuse_lu: bool | None = None
-) -> tuple[BlockNewton, AdaptiveBDF]:
-    """The monolithic (x, V) Newton solver and the adaptive BDF stepper for a block.
-
-    ``solver.linear``: ``mumps`` and ``mumps_lagged`` use MUMPS LU of the whole bordered (x, V)
-    Jacobian; by default (``reuse_lu=None``) both keep the Jacobian and its factorisation while
-    dt and the mode stay the same (:class:`ReusedLU`, chord Newton to the same SNES
-    tolerances; 2-3x faster on 2 ranks). ``reuse_lu=False`` gives exact Newton with a fresh LU
-    per iteration. ``auto`` is ``mumps`` here (the (x, V) block alone is small);
-    ``staggered`` has nothing to stagger without mechanics and maps to ``mumps``;
-    ``fieldsplit`` puts (x, V) in one exact-LU split (no gain without mechanics).
-    """
-    linear = "mumps" if cfg.linear in ("auto", "staggered", "mumps_lagged") else cfg.linear
-    lagged = linear == "mumps" if reuse_lu is None else (reuse_lu and linear == "mumps")
-    newton = BlockNewton(
-        ec.residuals(),
-        ec.unknowns,
-        ["scalar", "real"],
-        linear=linear,
-        rtol=cfg.newton_rtol,
-        atol=cfg.newton_atol,
-        max_it=cfg.newton_max_iterations,
-        name="ec",
-        groups=[[0, 1]],
-    )
-    solve = newton.solve
-    if lagged:
-        solve = ReusedLU(newton, ec).solve
-    stepper = AdaptiveBDF(
-        ec.unknowns,
-        solve,
-        ec.set_bdf,
-        history={0: (ec.x_n, ec.x_nn)},
-        tolerances=[x_tolerance(ec, cfg), cfg.time_rtol],
-        dt_min=cfg.dt_min_s,
-        dt_max=cfg.dt_max_s,
-        max_retries=cfg.max_retries,
-        newton_max_iterations=cfg.newton_max_iterations,
-        limiters=limiters,
-    )
-    return newton, stepper
+def _collective(comm: MPI.Comm, fn):
+    """Run ``fn`` on rank 0; an InputError there is raised on every rank. Returns fn's value."""
+    value, err = None, None
+    if comm.rank == 0:
+        try:
+            value = fn()
+        except InputError as exc:
+            err = str(exc)
+        except OSError as exc:
+            err = f"{getattr(exc, 'filename', '') or ''}: {exc.strerror or exc}"
+    value, err = comm.bcast((value, err), root=0)
+    if err:
+        raise InputError(err)
+    return value
 
 
-class _Progress:
-    """Rank-0 rich progress bar: protocol step, step count, hours, voltage, current."""
+class Run:
+    """Run a resolved case into ``out_dir`` (collective over ``comm``).
 
-    def __init__(self, enabled: bool, steps: list, ec: Electrochemistry, x0: float):
-        self.enabled = enabled and MPI.COMM_WORLD.rank == 0
-        self.steps, self.ec, self.x0 = steps, ec, x0
-        self._p = None
-        if self.enabled:
-            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self._p = Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                TextColumn("{task.percentage:>5.1f}%"),
-                TextColumn("{task.fields[info]}"),
-                TimeElapsedColumn(),
-            )
-            self._p.start()
-            self._task = None
-            self._k = -1
-
-    def update(self, step_no: int, k: int, t: float, V: float, I_A: float, x_avg: float):
-        if not self.enabled:
-            return
-        step = self.steps[k]
-        if k != self._k:
-            if self._task is not None:
-                self._p.update(self._task, completed=100)
-            self._task = self._p.add_task(
-                f"{k + 1}/{len(self.steps)} {step.type}", total=100, info=""
-            )
-            self._k, self._t0, self._i0 = k, t, I_A
-        frac = 0.0
-        if isinstance(step, CCStep):
-            try:
-                x_end = mat.x_at_voltage(step.until_voltage_V)
-                frac = (self.x0 - x_avg) / (self.x0 - x_end) if self.x0 != x_end else 0.0
-            except ValueError:
-                frac = 0.0
-            if step.max_time_s:
-                frac = max(frac, (t - self._t0) / step.max_time_s)
-        elif isinstance(step, CVStep):
-            if step.until_c_rate and self._i0:
-                i_stop = self.ec.c_rate_current_A(step.until_c_rate)
-                ratio = abs(self._i0) / i_stop
-                if ratio > 1 and abs(I_A) > 0:
-                    frac = np.log(abs(self._i0) / abs(I_A)) / np.log(ratio)
-            if step.max_time_s:
-                frac = max(frac, (t - self._t0) / step.max_time_s)
-        else:
-            frac = (t - self._t0) / step.duration_s
-        info = f"step {step_no}  {t / 3600:7.3f} h  {V:.4f} V  {I_A:.3e} A"
-        self._p.update(self._task, completed=100 * min(max(frac, 0.0), 1.0), info=info)
-
-    def close(self):
-        if self._p is not None:
-            if self._task is not None:
-                self._p.update(self._task, completed=100)
-            self._p.stop()
-
-
-class ElectrochemRun:
-    """An electrochemistry-only run of a resolved case into ``out_dir``.
-
-    ``mesh=(particle_mesh, facet_tags)`` skips mesh building (tests, benchmarks).
+    Args:
+        rc: the resolved case.
+        out_dir: the run directory.
+        comm: communicator of the run.
+        problem: a ready problem (tests, benchmarks); default: built from the case's bundle.
+        restart: continue from ``out_dir/checkpoint.npz``.
+        allow_changes: case keys (as in ``--set``) that may differ on restart.
+        overwrite: replace a run already in ``out_dir``.
+        verbose: print one line per accepted step on rank 0.
+        stop_after_steps: behave as if SIGTERM came after this many steps (tests).
     """
 
     def __init__(
@@ -304,124 +233,401 @@ class ElectrochemRun:
         rc: ResolvedCase,
         out_dir: Path,
         comm: MPI.Comm = MPI.COMM_WORLD,
-        progress: bool = True,
-        mesh: tuple | None = None,
-        reuse_lu: bool | None = None,
+        *,
+        problem: Problem | None = None,
+        restart: bool = False,
+        allow_changes: tuple[str, ...] = (),
+        overwrite: bool = False,
+        verbose: bool = True,
+        stop_after_steps: int | None = None,
     ):
-        self.rc, self.comm, self.progress = rc, comm, progress
-        self.reuse_lu = reuse_lu
-        self.out_dir = Path(out_dir)
-        self.mesh = mesh
+        self.rc, self.comm = rc, comm
+        self.out = Path(out_dir)
+        self.problem = problem
+        self.restart, self.allow = restart, set(allow_changes)
+        self.overwrite = overwrite
+        self.verbose = verbose and comm.rank == 0
+        self.stop_after_steps = stop_after_steps
         self.phases: dict[str, float] = {}
+        self.stepper = self.runner = None
+        self.signals = _Signals()
+        self.written: set[str] = set()
+        self.flat = flat_resolved(rc)
 
-    def _record(self) -> dict:
+    def _log(self, msg: str) -> None:
+        if self.verbose:
+            print(msg, flush=True)
+
+    # -- run directory and record ----------------------------------------------------------------
+    def _prepare_directory(self) -> dict:
+        """Create or check ``out_dir``; returns the record to start from (collective)."""
+
+        def prepare() -> dict:
+            out = self.out
+            if out.exists() and not out.is_dir():
+                raise InputError(f"-o {out}: exists and is not a directory")
+            if self.restart:
+                return self._restart_record()
+            held = [n for n in (*RUN_FILES, *RUN_DIRS) if (out / n).exists()]
+            if held and not self.overwrite:
+                raise InputError(
+                    f"{out}: already holds a run ({', '.join(held)}); use --overwrite to replace "
+                    "it or --restart to continue it"
+                )
+            for n in held:
+                p = out / n
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+            out.mkdir(parents=True, exist_ok=True)
+            return {"run_id": uuid.uuid4().hex, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+        return _collective(self.comm, prepare)
+
+    def _restart_record(self) -> dict:
+        """Rank 0: the previous record, after checking that checkpoint and case belong to it."""
+        out = self.out
+        if not (out / "checkpoint.npz").is_file():
+            raise InputError(f"--restart {out}: no checkpoint.npz in that run directory")
+        try:
+            old = json.loads((out / "run.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise InputError(
+                f"--restart {out}: run.json is missing or unreadable ({exc})"
+            ) from None
+        state = checkpoint.read_state(out / "checkpoint.npz")
+        if state.get("run_id") != old.get("run_id"):
+            raise InputError(
+                f"--restart {out}: checkpoint.npz belongs to run {state.get('run_id')} but "
+                f"run.json to run {old.get('run_id')}; the directory mixes two runs"
+            )
+        if state.get("kind", "coupled") != self._kind():
+            raise InputError(f"--restart {out}: the checkpoint is of a {state.get('kind')} run")
+        changes = restart_changes(state.get("resolved_flat", {}), self.flat, self.allow)
+        old.setdefault("restarts", []).append(
+            {
+                "at_step": state["position"]["step_no"],
+                "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "changes": changes,
+            }
+        )
+        return old
+
+    def _kind(self) -> str:
+        if self.problem is not None:
+            return self.problem.kind
+        return "coupled" if self.rc.case.physics.mechanics else "electrochemistry"
+
+    def _new_record(self, prev: dict) -> dict:
         rc = self.rc
-        return {
-            "status": "running",
-            "kind": "electrochemistry",
+        record = {
+            "status": RunStatus.RUNNING.value,
+            "kind": self._kind(),
+            "run_id": prev["run_id"],
+            "fingerprint": fingerprint(self.flat),
             "resolved": rc.to_dict(),
             "versions": versions(),
             "git_commit": git_commit(),
             "mpi_size": self.comm.size,
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "started": prev["started"],
         }
-
-    def run(self) -> dict:
-        """Run the protocol; returns the run.json record (also written to ``out_dir``)."""
-        comm, rc = self.comm, self.rc
-        t_all = time.perf_counter()
-        if comm.rank == 0:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-        comm.barrier()
-        record = self._record()
-        write_json_atomic(self.out_dir / "run.json", record, comm)
-
-        t0 = time.perf_counter()
-        if self.mesh is None:
-            msh, ft, mesh_info = particle_mesh_for_case(rc, self.out_dir, comm)
-        else:
-            msh, ft = self.mesh[:2]
-            mesh_info = {"source": "given"}
-        self.phases["mesh_s"] = time.perf_counter() - t0
-
-        t0 = time.perf_counter()
-        ecp = rc.params.electrochemistry
-        ec = Electrochemistry(msh, ft, INTERFACE, ecp)
-        newton, stepper = electrochem_solver(ec, rc.case.solver, reuse_lu=self.reuse_lu)
-        reuse = getattr(stepper.solve, "__self__", None)
-        lattice = mat.LatticeStrains.from_params(rc.params, rc.lattice_table_path)
-        n_x = ec.W.dofmap.index_map.size_global
-        mesh_info.update(
-            {
-                "cells": msh.topology.index_map(3).size_global,
-                "x_dofs": n_x,
-                "unknowns": n_x + 1,
-                "particle_volume_um3": ec.volume_um3,
-                "interface_area_um2": ec.area_um2,
-                "current_1C_A": ec.i_1c_A,
-            }
-        )
-        record["mesh"] = mesh_info
-        writer = TimeSeriesWriter(self.out_dir / "timeseries.csv", comm=comm)
-        bar = _Progress(self.progress, rc.case.protocol, ec, ec.x0)
-        self.phases["setup_s"] = time.perf_counter() - t0
-
-        def on_accept(step_no, k, trial):
-            s = ec.state()
-            writer.append(timeseries_row(step_no, k, trial, stepper.t, s, ec, lattice, rc))
-            bar.update(step_no, k, stepper.t, s.voltage_V, s.current_A, s.x_avg)
-
-        runner = ProtocolRunner(ec, stepper, rc.case.protocol, rc.case.solver, on_accept)
-        t0 = time.perf_counter()
-        status, message = "completed", ""
-        try:
-            runner.run()
-        except (SolverFailure, Exception) as exc:
-            status, message = "failed", f"{type(exc).__name__}: {exc}"
-            raise
-        finally:
-            bar.close()
-            writer.close()
-            self.phases["solve_s"] = time.perf_counter() - t0
-            self.phases["total_s"] = time.perf_counter() - t_all
-            st = stepper.stats
-            record.update(
-                {
-                    "status": status,
-                    "message": message,
-                    "wall_time_s": dict(self.phases),
-                    "solver": {
-                        "linear": newton.linear,
-                        "lu_reuse": isinstance(reuse, ReusedLU),
-                        "jacobian_refreshes": getattr(reuse, "refreshes", None),
-                        "newton_iterations": st.newton_iterations,
-                        "newton_iterations_accepted": st.newton_iterations_accepted,
-                        "linear_iterations": st.linear_iterations,
-                        "solve_seconds": st.solve_seconds,
-                    },
-                    **run_record_tail(st, runner, stepper.t, ec.voltage, comm),
-                }
-            )
-            write_json_atomic(self.out_dir / "run.json", record, comm)
+        if prev.get("restarts"):
+            record["restarts"] = prev["restarts"]
+        if rc.case.physics.mechanics and rc.case.physics.fracture:
+            record["fracture_summary"] = fracture_summary(rc.params)
         return record
 
+    # -- set-up ----------------------------------------------------------------------------------
+    def _setup(self) -> dict | None:
+        """Problem, stepper, writers and (on restart) the restored state; returns the resume
+        position for the protocol runner."""
+        rc, comm = self.rc, self.comm
+        t0 = time.perf_counter()
+        if self.problem is None:
+            self.problem = load_problem(rc, self.out, comm)
+        self.phases["mesh_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        pb = self.problem
+        self.stepper = pb.make_stepper(on_reject=self._on_reject)
+        pb.set_interrupt(lambda: bool(self.signals.agreed(comm)))
+        self.lattice = mat.LatticeStrains.from_params(rc.params, rc.lattice_table_path)
+        self.record["mesh"] = pb.mesh_info()
+        self._log(
+            f"polycrack: {self.record['mesh']['cells']} cells, {self.record['mesh']['unknowns']} "
+            f"unknowns on {comm.size} rank(s), solver {pb.linear}"
+        )
+        resume, meta = None, {}
+        if self.restart:
+            meta = self._restore()
+            resume = meta["position"]
+            self._log(f"restart from step {resume['step_no']} at t = {self.stepper.t / 3600:.4f} h")
+            if comm.rank == 0:  # rows written after the checkpoint are computed again
+                for name in ("timeseries.csv", "radial_damage.csv"):
+                    _truncate_rows(self.out / name, resume["step_no"])
+        self.writer = TimeSeriesWriter(self.out / "timeseries.csv", comm=comm, resume=self.restart)
+        self.radial = None
+        if pb.radial_columns:
+            self.radial = TimeSeriesWriter(
+                self.out / "radial_damage.csv",
+                RADIAL_HEAD + tuple(pb.radial_columns),
+                comm=comm,
+                resume=self.restart,
+            )
+        self.written = set(meta.get("fields_written", []))
+        self.last_ckpt = {"t": time.perf_counter(), "step": resume["step_no"] if resume else 0}
+        # time-loop wall time of earlier segments of a restarted run, up to their last checkpoint
+        self.solve_before = float(meta.get("solve_s_all_segments", 0.0))
+        self.stall = 0
+        self.runner = ProtocolRunner(
+            pb.ec, self.stepper, rc.case.protocol, rc.case.solver, self._on_accept
+        )
+        self.phases["setup_s"] = time.perf_counter() - t0
+        return resume
 
-def run_case(rc: ResolvedCase, out_dir: Path | None, comm: MPI.Comm = MPI.COMM_WORLD) -> dict:
-    """``polycrack run`` of an electrochemistry-only case (the CLI sends coupled cases to
-    :class:`solver.coupled_run.CoupledRun`)."""
-    if rc.case.physics.mechanics:
-        raise InputError(
-            "run_case runs electrochemistry-only cases (physics.mechanics: false); coupled cases "
-            "go to solver.coupled_run.CoupledRun (polycrack run does this)"
+    # -- checkpoints -----------------------------------------------------------------------------
+    def _checkpoint(self) -> None:
+        pb, st = self.problem, self.stepper
+        fields = dict(zip(pb.field_names, pb.fields, strict=True))
+        sd = st.state_dict()
+        for i, arrays in enumerate(sd.pop("states")):
+            for name, f, arr in zip(pb.field_names, pb.fields, arrays, strict=True):
+                g = fem.Function(f.function_space)
+                g.x.array[:] = arr
+                fields[f"state{i}_{name}"] = g
+        internal, pstate = pb.state_dict()
+        fields.update(internal)
+        state = {
+            "kind": pb.kind,
+            "run_id": self.record["run_id"],
+            "resolved_flat": self.flat,
+            "t": sd["t"],
+            "times": sd["times"],
+            "n_states": len(sd["times"]),
+            "stats": sd["stats"],
+            "step_control": sd["step_control"],
+            "position": self.runner.position,
+            **pstate,
+            "fields_written": sorted(self.written),
+            "solve_s_all_segments": self.solve_before + time.perf_counter() - self.t_loop,
+        }
+        checkpoint.save(self.out / "checkpoint.npz", fields, state, self.comm)
+        self.last_ckpt.update(t=time.perf_counter(), step=self.runner.step_no)
+
+    def _restore(self) -> dict:
+        pb, st = self.problem, self.stepper
+        path = self.out / "checkpoint.npz"
+        meta = checkpoint.read_state(path)
+        fields = dict(zip(pb.field_names, pb.fields, strict=True))
+        rows = []
+        for i in range(meta["n_states"]):
+            row = []
+            for name, f in zip(pb.field_names, pb.fields, strict=True):
+                g = fem.Function(f.function_space)
+                fields[f"state{i}_{name}"] = g
+                row.append(g)
+            rows.append(row)
+        fields.update(pb.state_dict()[0])
+        checkpoint.load(path, fields, self.comm)
+        st.load_state_dict(
+            {
+                "t": meta["t"],
+                "times": meta["times"],
+                "states": [[g.x.array for g in row] for row in rows],
+                "stats": meta["stats"],
+                "step_control": meta.get("step_control", {}),
+            }
         )
-    if out_dir is None:
-        out_dir = rc.case.output.dir or Path("runs") / (rc.case.name or "run")
-    rec = ElectrochemRun(rc, Path(out_dir), comm).run()
-    if comm.rank == 0:
-        st = rec["steps"]
-        print(
-            f"done: {st['accepted']} steps, {rec['final']['time_s'] / 3600:.3f} h, "
-            f"V = {rec['final']['voltage_V']:.4f} V, wall {rec['wall_time_s']['total_s']:.1f} s; "
-            f"wrote {Path(out_dir) / 'timeseries.csv'}"
+        pb.load_state_dict(meta)
+        return meta
+
+    # -- per step --------------------------------------------------------------------------------
+    def _on_accept(self, step_no: int, k: int, trial) -> None:
+        pb, st, rc = self.problem, self.stepper, self.rc
+        pb.after_accept()
+        obs = pb.observables()
+        s = pb.ec.state()
+        row = timeseries_row(step_no, k, trial, st.t, s, pb.ec, self.lattice, rc)
+        row.update(obs)
+        self.writer.append(row)
+        if self.radial is not None:
+            vals = dict(zip(pb.radial_columns, pb.radial_row(), strict=True))
+            self.radial.append({"step": step_no, "time_s": st.t, "voltage_V": s.voltage_V} | vals)
+        msg = pb.step_message(obs)
+        self._log(
+            f"step {step_no:4d}  {st.t / 3600:8.3f} h  {s.voltage_V:.4f} V  {s.current_A:+.3e} A"
+            + (f"  {msg}" if msg else "")
+            + f"  newton {trial.newton_iterations}"
         )
-    return rec
+        self._stall_hint(trial.dt, s.voltage_V)
+        for v in sorted(rc.case.output.fields_at_voltages_V):
+            key = f"{v:.3f}"
+            if key not in self.written and s.voltage_V >= v - 1e-3:
+                self.written.add(key)
+                pb.write_fields(self.out, f"{v:.2f}V", s.voltage_V)
+        stop = self.stop_after_steps is not None and step_no >= self.stop_after_steps
+        signum = self.signals.agreed(self.comm) or (signal.SIGTERM if stop else 0)
+        out = rc.case.output
+        due = (
+            out.checkpoint_every_steps
+            and step_no - self.last_ckpt["step"] >= out.checkpoint_every_steps
+        ) or (
+            out.checkpoint_every_minutes
+            and time.perf_counter() - self.last_ckpt["t"] >= 60 * out.checkpoint_every_minutes
+        )
+        if signum or self.comm.bcast(bool(due), root=0):
+            self._checkpoint()
+        if signum:
+            raise Interrupted(signum)
+
+    def _on_reject(self, msg: str) -> None:
+        # a signal during a run of failing attempts (minutes each at a damage onset) must not
+        # wait for the next accepted step: the fields are back at the committed state
+        self._log(msg)
+        signum = self.signals.agreed(self.comm)
+        if signum:
+            self._checkpoint()
+            raise Interrupted(signum)
+
+    def _stall_hint(self, dt: float, voltage: float) -> None:
+        hint = getattr(self.problem, "stall_hint", None)
+        self.stall = self.stall + 1 if dt < STALL_DT_S else 0
+        if hint and self.stall == STALL_STEPS and not self.record.get("warnings"):
+            text = f"{STALL_STEPS} steps in a row shorter than {STALL_DT_S:g} s at {voltage:.4f} V: {hint}"
+            self.record.setdefault("warnings", []).append(text)
+            self._log(f"hint: {text}")
+
+    # -- the run ---------------------------------------------------------------------------------
+    def run(self) -> dict:
+        """Run the protocol; returns the ``run.json`` record (also written to ``out_dir``).
+
+        Raises:
+            InputError: bad input (status ``invalid_input``), SolverFailure: a numerical failure
+            that survived every retry (status ``failed``). An interrupted run returns with
+            ``record["exit_code"] = 128 + signal``.
+        """
+        t_all = time.perf_counter()
+        gc.collect()  # collective point: garbage of earlier runs (PETSc objects) goes now
+        self.record = self._new_record(self._prepare_directory())
+        write_json_atomic(self.out / "run.json", self.record, self.comm)
+        status, message, signum = RunStatus.FINISHED, "", 0
+        self.t_loop = time.perf_counter()
+        try:
+            resume = self._setup()
+            self.t_loop = time.perf_counter()
+            with self.signals:
+                self.runner.run(resume)
+            self.problem.write_fields(self.out, "final", self.problem.ec.voltage)
+        except Interrupted as exc:
+            status, signum = RunStatus.INTERRUPTED, exc.signum
+            message = f"stopped by signal {exc.signum}; checkpoint written"
+        except SolverFailure as exc:
+            status, message = RunStatus.FAILED, str(exc)
+            raise
+        except InputError as exc:
+            status, message = RunStatus.INVALID_INPUT, str(exc)
+            raise
+        except BaseException as exc:
+            status, message = RunStatus.FAILED, f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            self._finish(status, message, t_all)
+        self.record["exit_code"] = status.exit_code(signum)
+        return self.record
+
+    def _finish(self, status: RunStatus, message: str, t_all: float) -> None:
+        """Close solvers and writers, write the final record (every exit path)."""
+        if self.problem is not None:
+            self.problem.close()
+        for w in (getattr(self, "writer", None), getattr(self, "radial", None)):
+            if w is not None:
+                w.close()
+        self.phases["solve_s"] = time.perf_counter() - self.t_loop
+        self.phases["solve_s_all_segments"] = (
+            getattr(self, "solve_before", 0.0) + self.phases["solve_s"]
+        )
+        self.phases["total_s"] = time.perf_counter() - t_all
+        self.record.update(
+            {
+                "status": status.value,
+                "message": message,
+                "error": message if status in (RunStatus.FAILED, RunStatus.INVALID_INPUT) else "",
+                "wall_time_s": dict(self.phases),
+            }
+        )
+        st = self.stepper
+        if st is not None:
+            s = st.stats
+            self.record["solver"] = {
+                "linear": self.problem.linear,
+                "newton_iterations": s.newton_iterations,
+                "newton_iterations_accepted": s.newton_iterations_accepted,
+                "linear_iterations": s.linear_iterations,
+                "solve_seconds": s.solve_seconds,
+                **self.problem.solver_info(),
+            }
+            self.record["steps"] = {
+                "accepted": s.accepted,
+                "rejected_error": s.rejected_error,
+                "rejected_newton": s.rejected_newton,
+                "rejected_event": s.rejected_event,
+                "rejected_limiter": s.rejected_limiter,
+            }
+            self.record["protocol"] = [p.to_dict() for p in self.runner.summaries]
+            self.record["final"] = {"time_s": st.t, "voltage_V": self.problem.ec.voltage}
+        self.record["peak_memory"] = peak_memory_mb(self.comm)
+        self.record["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        write_json_atomic(self.out / "run.json", self.record, self.comm)
+        self.comm.barrier()  # when run() returns, every rank sees the final record on disk
+
+
+class CoupledRun(Run):
+    """A run of a case with mechanics; ``dom`` skips mesh loading (tests, benchmarks)."""
+
+    def __init__(
+        self, rc, out_dir, comm=MPI.COMM_WORLD, *, dom: ParticleDomain | None = None, **kw
+    ):
+        super().__init__(rc, out_dir, comm, problem=CoupledProblem(dom, rc) if dom else None, **kw)
+
+
+class ElectrochemRun(Run):
+    """A run of an electrochemistry-only case; ``mesh=(particle mesh, facet tags)`` skips mesh
+    loading, ``reuse_lu`` chooses the (x, V) LU reuse (tests, benchmarks)."""
+
+    def __init__(
+        self,
+        rc,
+        out_dir,
+        comm=MPI.COMM_WORLD,
+        *,
+        mesh=None,
+        reuse_lu=None,
+        progress: bool = True,
+        **kw,
+    ):
+        pb = None
+        if mesh is not None or reuse_lu is not None:
+            if mesh is None:
+                from ..physics import domain as _dom
+
+                geo = rc.case.geometry
+                path = geo.bundle or _dom.ensure_bundle(geo, Path(out_dir) / "mesh", comm)
+                ps = _dom.load_bundle(path, comm).particle_submesh()
+                mesh = (ps.mesh, ps.facet_tags)
+            pb = ElectrochemProblem(mesh[0], mesh[1], rc, reuse_lu=reuse_lu)
+        kw.setdefault("verbose", progress)
+        super().__init__(rc, out_dir, comm, problem=pb, **kw)
+
+
+def run_case(rc: ResolvedCase, out_dir: Path | None, comm: MPI.Comm = MPI.COMM_WORLD, **kw) -> dict:
+    """``polycrack run``: any case into ``out_dir`` (default ``output.dir`` or runs/<name>)."""
+    out = Path(out_dir or rc.case.output.dir or Path("runs") / (rc.case.name or "run"))
+    return Run(rc, out, comm, **kw).run()
+
+
+def _truncate_rows(path: Path, last_step: int) -> None:
+    """Drop rows with ``step`` > last_step (written after the checkpoint that we restart from)."""
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    keep = lines[:1] + [ln for ln in lines[1:] if ln.strip() and int(ln.split(",")[0]) <= last_step]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(keep))
+    tmp.replace(path)

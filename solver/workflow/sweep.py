@@ -56,6 +56,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..config import format_validation_error, parse_set, read_yaml, resolve_case
 from ..errors import InputError
+from .status import RunStatus
 
 
 class _Strict(BaseModel):
@@ -113,19 +114,21 @@ class SweepCase:
 
     @property
     def status(self) -> str:
-        """finished | interrupted | failed | pending (from the run directory)."""
+        """A :class:`RunStatus` value from the run directory, or ``pending`` (never started).
+
+        A run with a checkpoint that is not finished, failed or invalid counts as interrupted
+        (a killed process leaves ``running`` behind).
+        """
         info = self.run_dir / "run.json"
         if info.is_file():
             try:
                 st = json.loads(info.read_text()).get("status", "")
             except (OSError, json.JSONDecodeError):
                 st = ""
-            if st == "finished":
-                return "finished"
-            if st == "failed":
-                return "failed"
+            if st in (RunStatus.FINISHED, RunStatus.FAILED, RunStatus.INVALID_INPUT):
+                return st
         if self.checkpoint is not None:
-            return "interrupted"
+            return RunStatus.INTERRUPTED.value
         return "pending"
 
     @property
@@ -285,7 +288,9 @@ def _flat_params(rc) -> dict[str, Any]:
 def _command(case: SweepCase, ranks: int, launcher: list[str]) -> list[str]:
     cmd = [sys.executable, "-m", "polycrack", "run", str(case.case_file), "-o", str(case.run_dir)]
     if case.checkpoint is not None:
-        cmd += ["--restart", str(case.run_dir)]
+        cmd = cmd[:-2] + ["--restart", str(case.run_dir)]
+    else:  # the sweep owns its case folders: a failed or killed start is replaced
+        cmd += ["--overwrite"]
     if ranks > 1:
         cmd = [*launcher, "-n", str(ranks), *cmd]
     return cmd
@@ -316,9 +321,9 @@ def run_local(
     """
     ev = _EventLog(event_log, log)
     mpirun = str(Path(sys.executable).with_name("mpirun"))
-    todo = [c for c in cases if c.status != "finished"]
+    todo = [c for c in cases if c.status != RunStatus.FINISHED]
     for c in cases:
-        if c.status == "finished":
+        if c.status == RunStatus.FINISHED:
             ev(f"{c.id}: finished, skipped", case=c.id, event="skip")
     running: dict[str, tuple[subprocess.Popen, Any, float]] = {}
     codes: dict[str, int] = {}
@@ -392,7 +397,7 @@ def write_slurm(sw: SweepFile, cases: list[SweepCase], root: Path) -> Path:
     s = sw.execution.slurm
     n = len(cases)
     (root / "cases.txt").write_text("".join(f"{c.id}\n" for c in cases))
-    todo = [i for i, c in enumerate(cases) if c.status != "finished"] or list(range(n))
+    todo = [i for i, c in enumerate(cases) if c.status != RunStatus.FINISHED] or list(range(n))
     array = (f"0-{n - 1}" if len(todo) == n else _ranges(todo)) + (
         f"%{s.max_parallel}" if s.max_parallel else ""
     )
@@ -425,9 +430,9 @@ def write_slurm(sw: SweepFile, cases: list[SweepCase], root: Path) -> Path:
         'ID=$(sed -n "$((SLURM_ARRAY_TASK_ID + 1))p" "$ROOT/cases.txt")',
         'DIR="$ROOT/$ID"',
         'if grep -qs \'"status": "finished"\' "$DIR/run/run.json"; then echo "$ID finished"; exit 0; fi',
-        'RESTART=""',
-        'if [ -f "$DIR/run/checkpoint.npz" ]; then RESTART="--restart $DIR/run"; fi',
-        f'{launch} {py} -m polycrack run "$DIR/case.yaml" -o "$DIR/run" $RESTART',
+        'WHERE="-o $DIR/run --overwrite"',
+        'if [ -f "$DIR/run/checkpoint.npz" ]; then WHERE="--restart $DIR/run"; fi',
+        f'{launch} {py} -m polycrack run "$DIR/case.yaml" $WHERE',
         "",
     ]
     script = root / "sweep.sbatch"
@@ -456,7 +461,7 @@ def sweep(path: Path | str, log=print, mode: str | None = None, submit: bool = F
             if not doc["geometry"].get("bundle"):
                 doc["geometry"]["bundle"] = str(bundles[geometry_key(doc)].resolve())
     for c in cases:
-        if c.status != "finished" or not c.case_file.is_file():
+        if c.status != RunStatus.FINISHED or not c.case_file.is_file():
             _materialise(c, docs[c.id])
     (root / "sweep.json").write_text(
         json.dumps(
@@ -467,7 +472,7 @@ def sweep(path: Path | str, log=print, mode: str | None = None, submit: bool = F
     )
     if sw.execution.mode == "slurm":
         script = write_slurm(sw, cases, root)
-        todo = [c.id for c in cases if c.status != "finished"]
+        todo = [c.id for c in cases if c.status != RunStatus.FINISHED]
         log(f"wrote {script} ({len(todo)} of {len(cases)} cases unfinished)")
         if not todo:
             log("every case is finished: nothing to submit")
@@ -503,9 +508,9 @@ def _summary(case: SweepCase) -> dict[str, Any]:
             j = {}
         wt = j.get("wall_time_s")  # of the last run segment (since the last restart)
         row["wall_time_s"] = wt.get("total_s") if isinstance(wt, dict) else wt
-        if case.status == "failed":
+        if case.status in (RunStatus.FAILED, RunStatus.INVALID_INPUT):
             row["reason"] = j.get("error", "")
-    elif case.status != "finished":
+    elif case.status != RunStatus.FINISHED:
         log = case.dir / "log.txt"
         tail = log.read_text().strip().splitlines()[-1:] if log.is_file() else []
         row["reason"] = tail[0] if tail else "not run"
@@ -568,7 +573,7 @@ def collect(sweep_dir: Path | str, log=print) -> Path:
         pass
     _overlay(cases, root / "overlay.png")
     for r in rows:
-        if r["status"] != "finished":
+        if r["status"] != RunStatus.FINISHED:
             log(f"{r['case_id']}: {r['status']}: {r.get('reason', '')}")
     log(f"wrote {out} ({len(rows)} cases) and {root / 'overlay.png'}")
     return out

@@ -1,0 +1,184 @@
+"""The one run driver: every problem kind gets the same run directory, checkpoint, restart,
+signal and status contract; restarts refuse checkpoints and cases that are not theirs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import dolfinx_solver  # noqa: F401
+import pytest
+import yaml
+from mpi4py import MPI
+from polycrack.cli import main
+from polycrack.config import load_case
+from polycrack.errors import InputError
+from polycrack.workflow.run import Run, restart_changes
+from polycrack.workflow.status import RunStatus
+
+PROTOCOL = [
+    {"type": "cc", "c_rate": 0.5, "until_voltage_V": 3.85},
+    {"type": "cv", "voltage_V": 3.85, "until_c_rate": 0.2, "max_time_s": 1800.0},
+    {"type": "rest", "duration_s": 300.0},
+]
+
+
+def _case(path, protocol=PROTOCOL, bundle=None) -> str:
+    """A coarse electrochemistry-only sphere (seconds per run)."""
+    geo = {
+        "particle": {"source": "sphere", "diameter_um": 14.0},
+        "grains": {"count": 0},
+        "mesh": {"particle_size_um": 2.0},
+    }
+    if bundle is not None:
+        geo["bundle"] = str(bundle)
+    case = {
+        "name": "driver",
+        "geometry": geo,
+        "protocol": protocol,
+        "physics": {"mechanics": False, "fracture": False},
+        "output": {"fields_at_voltages_V": [3.8]},
+    }
+    if MPI.COMM_WORLD.rank == 0:
+        path.write_text(yaml.safe_dump(case))
+    MPI.COMM_WORLD.barrier()
+    return str(path)
+
+
+def _status(d) -> str:
+    return json.loads((d / "run.json").read_text())["status"]
+
+
+@pytest.mark.mpi
+def test_electrochem_interrupt_and_restart_reproduce_the_run(mpi_tmp_path):
+    """Electrochemistry-only runs checkpoint on a (simulated) SIGTERM, exit 143 with status
+    interrupted, and --restart reproduces the uninterrupted timeseries.csv byte for byte."""
+    comm = MPI.COMM_WORLD
+    rc = load_case(_case(mpi_tmp_path / "case.yaml"))
+    full = mpi_tmp_path / "full"
+    rec = Run(rc, full, comm, verbose=False).run()
+    assert (
+        rec["status"] == RunStatus.FINISHED
+        and rec["exit_code"] == 0
+        and rec["kind"] == ("electrochemistry")
+    )
+    assert rec["steps"]["accepted"] > 6
+    rc2 = load_case(_case(mpi_tmp_path / "case2.yaml", bundle=full / "mesh"))
+    part = mpi_tmp_path / "part"
+    rec = Run(rc2, part, comm, verbose=False, stop_after_steps=4).run()
+    assert rec["status"] == RunStatus.INTERRUPTED and rec["exit_code"] == 143
+    assert _status(part) == "interrupted" and (part / "checkpoint.npz").is_file()
+    rec = Run(rc2, part, comm, restart=True, verbose=False).run()
+    assert rec["status"] == RunStatus.FINISHED and len(rec["restarts"]) == 1
+    a = (full / "timeseries.csv").read_text()
+    b = (part / "timeseries.csv").read_text()
+    assert a == b
+    assert (full / "fields" / "particle_3.80V.xdmf").is_file()
+
+
+@pytest.mark.serial
+def test_restart_refuses_changed_case_and_foreign_checkpoint(tmp_path, capsys):
+    """--restart: a changed parameter is refused (exit 2 naming it) unless --allow-changes,
+    which run.json records; a shorter protocol is refused; a checkpoint of another run too."""
+    case = _case(tmp_path / "case.yaml")
+    a, b = tmp_path / "a", tmp_path / "b"
+    rc = load_case(case)
+    Run(rc, a, verbose=False, stop_after_steps=3).run()
+    Run(load_case(case, [f"geometry.bundle={a / 'mesh'}"]), b, verbose=False,
+        stop_after_steps=2).run()  # fmt: skip
+    capsys.readouterr()
+    assert main(["run", case, "--restart", str(a), "--set", "electrochemistry.D_m2_s=3e-14"]) == 2
+    err = capsys.readouterr().err
+    assert "electrochemistry.D_m2_s" in err and "--allow-changes" in err
+    assert _status(a) == "interrupted"  # a refused restart leaves the record alone
+    short = ["--set", "protocol=[{type: cc, c_rate: 0.5, until_voltage_V: 3.85}]"]
+    assert main(["run", case, "--restart", str(a), *short]) == 2
+    assert "case.protocol.1" in capsys.readouterr().err
+    shutil.copy(b / "checkpoint.npz", a / "checkpoint.npz")  # two runs mixed in one directory
+    assert main(["run", case, "--restart", str(a)]) == 2
+    assert "belongs to run" in capsys.readouterr().err
+    shutil.copy(b / "checkpoint.npz", tmp_path / "b.npz")
+    Run(rc, a, verbose=False, overwrite=True, stop_after_steps=3).run()
+    sets = ["--set", "electrochemistry.D_m2_s=3e-14", "--allow-changes", "electrochemistry.D_m2_s"]
+    assert main(["run", case, "--restart", str(a), *sets]) == 0
+    rec = json.loads((a / "run.json").read_text())
+    assert rec["status"] == "finished"
+    assert "parameters.electrochemistry.D_m2_s" in rec["restarts"][-1]["changes"]
+
+
+def test_restart_changes_rules():
+    old = {"case.protocol.0.c_rate": 0.5, "case.physics.fracture": True, "parameters.x.y": 1}
+    longer = {**old, "case.protocol.1.type": "cv"}
+    assert restart_changes(old, longer, set()) == {"case.protocol.1.type": [None, "cv"]}
+    assert restart_changes(old, {**old, "case.solver.dt_max_s": 5.0}, set()) == {}
+    with pytest.raises(InputError, match="case.physics.fracture"):
+        restart_changes(old, {**old, "case.physics.fracture": False}, {"physics.fracture"})
+    with pytest.raises(InputError, match="parameters.x.y"):
+        restart_changes(old, {**old, "parameters.x.y": 2}, set())
+    assert restart_changes(old, {**old, "parameters.x.y": 2}, {"x.y"})
+
+
+@pytest.mark.serial
+def test_run_directory_is_not_overwritten_without_asking(tmp_path, capsys):
+    case = _case(tmp_path / "case.yaml")
+    out = tmp_path / "run"
+    assert main(["run", case, "-o", str(out)]) == 0
+    n_rows = len((out / "timeseries.csv").read_text().splitlines())
+    capsys.readouterr()
+    assert main(["run", case, "-o", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert len((out / "timeseries.csv").read_text().splitlines()) == n_rows
+    (out / "fields" / "stale.txt").write_text("old")
+    assert main(["run", case, "-o", str(out), "--overwrite"]) == 0
+    assert not (out / "fields" / "stale.txt").exists()
+    (tmp_path / "file").write_text("x")
+    assert main(["run", case, "-o", str(tmp_path / "file")]) == 2
+    assert "not a directory" in capsys.readouterr().err
+    assert main(["run", case, "--restart", str(out), "-o", str(tmp_path / "elsewhere")]) == 2
+
+
+@pytest.mark.serial
+def test_a_failed_run_is_not_recorded_as_finished(tmp_path):
+    """An input error discovered mid-run (a cv step far from the voltage reached) ends with
+    status invalid_input in run.json and exit 2, not finished."""
+    case = _case(tmp_path / "case.yaml")
+    rc = load_case(case)
+    rc.case.protocol[1] = rc.case.protocol[1].model_copy(update={"voltage_V": 4.3})
+    with pytest.raises(InputError, match="potentiostatic jump"):
+        Run(rc, tmp_path / "run", verbose=False).run()
+    rec = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert rec["status"] == "invalid_input" and "jump" in rec["error"]
+    assert rec["steps"]["accepted"] > 0
+
+
+@pytest.mark.serial
+@pytest.mark.slow
+def test_electrochem_sweep_runs_each_case_once(tmp_path):
+    """An electrochemistry-only sweep run twice runs each case once; collect lists them
+    finished (the two drivers used to disagree on the status word)."""
+    base = yaml.safe_load(open(_case(tmp_path / "base.yaml")))
+    base["protocol"] = base["protocol"][:1]
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
+    sweep = {
+        "base": "base.yaml",
+        "output": "out",
+        "grid": {"protocol.0.c_rate": [0.5, 1.0]},
+        "execution": {"mode": "local", "jobs": 1, "ranks_per_job": 1},
+    }
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(sweep))
+    cmd = [sys.executable, "-m", "polycrack", "sweep", str(tmp_path / "sweep.yaml")]
+    for _ in range(2):
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+        assert r.returncode == 0, r.stdout + r.stderr
+    events = [
+        json.loads(x) for x in (tmp_path / "out" / "sweep_log.jsonl").read_text().splitlines()
+    ]
+    starts = [e for e in events if e.get("event") in ("start", "restart")]
+    assert len(starts) == 2 and sum(e.get("event") == "skip" for e in events) == 2
+    r = subprocess.run([sys.executable, "-m", "polycrack", "collect", str(tmp_path / "out")],
+                       capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    table = (tmp_path / "out" / "collect.csv").read_text()
+    assert table.count("finished") == 2
