@@ -1,4 +1,4 @@
-"""A coupled chemo-mechanical run into a run directory (ARCHITECTURE.md section 3.4).
+"""A coupled chemo-mechanical run into a run directory (docs/user-guide.md section 5).
 
 Data path: mesh bundle -> :class:`~solver.mechanics.ParticleDomain` ->
 :class:`~solver.coupled.CoupledProblem` -> adaptive BDF stepper + protocol runner -> per accepted
@@ -37,7 +37,7 @@ RADIAL_COLUMNS = ("step", "time_s", "voltage_V") + tuple(
 )
 FIELD_NAMES = ("x", "V", "u", "phi")
 #: this many accepted steps in a row shorter than STALL_DT_S with the rate-independent phase
-#: field print a hint: an unstable crack advance at fixed load (README, "Phase-field viscosity")
+#: field print a hint: an unstable crack advance at fixed load (docs/user-guide.md section 6)
 STALL_STEPS, STALL_DT_S = 20, 1.0
 
 
@@ -288,7 +288,7 @@ class CoupledRun:
                     f"{STALL_STEPS} steps in a row shorter than {STALL_DT_S:g} s at "
                     f"{s.voltage_V:.4f} V: the crack advances unstably at fixed load, which the "
                     "rate-independent phase field cannot follow; physics.phase_field_relaxation_s "
-                    "(e.g. 10) lets the run through it (README, Phase-field viscosity)"
+                    "(e.g. 10) lets the run through it (docs/user-guide.md section 6)"
                 )
                 record.setdefault("warnings", []).append(hint)
                 self._log(f"hint: {hint}")

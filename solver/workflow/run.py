@@ -4,7 +4,7 @@ Builds or loads the mesh bundle (``solver.domain.ensure_bundle``/``load_bundle``
 particle submesh, then the
 :class:`~solver.electrochem.Electrochemistry` block, one
 monolithic :class:`~solver.nonlinear.BlockNewton` for (x, V), the adaptive BDF stepper and the
-protocol runner, and writes the run directory of ARCHITECTURE.md section 3.4 through
+protocol runner, and writes the run directory of docs/user-guide.md section 5 through
 :mod:`solver.exports` (rank 0 only, one flushed row per accepted step).
 """
 
@@ -129,7 +129,7 @@ class ReusedLU:
 
 
 def timeseries_row(step_no: int, k: int, trial, t: float, s, ec, lattice, rc) -> dict:
-    """The electrochemical columns of one timeseries.csv row (ARCHITECTURE.md section 3.4).
+    """The electrochemical columns of one timeseries.csv row (docs/user-guide.md section 5).
 
     ``s`` is ``ec.state()`` after the accepted step at time ``t`` (s); the coupled run adds the
     mechanical columns to this dictionary.
