@@ -1,6 +1,6 @@
 """gmsh OCC assembly: Voronoi cells as one conforming B-rep, particle, binder shell, tags, mesh.
 
-Route of MESHING_NOTES.md: every Voronoi vertex/edge/ridge is created once, so neighbouring cells
+Route of docs/user-guide.md section 4: every Voronoi vertex/edge/ridge is created once, so neighbouring cells
 share faces before any boolean; the cells are fragmented with the reference sphere (R0) and the
 pieces outside it dropped; the result is fragmented with the binder sphere. Surfaces are
 classified by their adjacent volumes (two grains: GB; grain + binder: INTERFACE; binder only:

@@ -1,4 +1,4 @@
-"""``build_bundle``: geometry settings -> mesh bundle directory (ARCHITECTURE.md section 3.2).
+"""``build_bundle``: geometry settings -> mesh bundle directory (docs/user-guide.md section 4).
 
 Bundle contents: ``mesh.msh`` (gmsh 4.1, physical groups = tags of meshing/tags.py),
 ``grains.csv`` (grain_id, seed_x_um, seed_y_um, seed_z_um, axis_x, axis_y, axis_z, volume_um3) and

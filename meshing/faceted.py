@@ -1,6 +1,6 @@
 """Faceted-surface route for particles that are not star-shaped (closed STL/PLY/OBJ surfaces).
 
-The radial-morph route (MESHING_NOTES.md) needs r(d); a surface that a ray from the centroid
+The radial-morph route (docs/user-guide.md section 4) needs r(d); a surface that a ray from the centroid
 crosses more than once has none. Here the (decimated) triangle surface itself becomes an OCC
 solid of plane faces, the seeds are sampled inside it (ray-parity test), the Voronoi cells are
 built as one shared-face B-rep in real coordinates and fragmented with that solid, the outside

@@ -1,4 +1,4 @@
-"""Particle shapes as star-shaped radial functions r(direction) in µm (MESHING_NOTES.md route).
+"""Particle shapes as star-shaped radial functions r(direction) in µm (docs/user-guide.md section 4).
 
 - sphere: r = R;
 - synthetic CT-like particle: a grey-scale voxel volume of a bumpy, roughly spherical particle

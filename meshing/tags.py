@@ -1,4 +1,4 @@
-"""Tag numbers shared by the mesh bundle and the solver (ARCHITECTURE.md section 3.2).
+"""Tag numbers shared by the mesh bundle and the solver (docs/user-guide.md section 4).
 
 Cells: grain g has tag g (1..N); the binder has BINDER. Facets: grain boundaries GB, the
 particle-binder interface INTERFACE, the outer binder surface OUTER. Tags never overlap.

@@ -2,7 +2,7 @@
 
 Seeds are drawn uniformly inside the real particle (rejection sampling against r(d)) from the
 case's RNG seed and mapped into the reference sphere of radius R0 by x R0 / r(x/|x|), where the
-tessellation is built (MESHING_NOTES.md). Seeds are mirrored across the faces of a box around the
+tessellation is built (docs/user-guide.md section 4). Seeds are mirrored across the faces of a box around the
 sphere so every cell of a real seed is bounded.
 
 Regularisation (:func:`regularise`): defects are Voronoi edges shorter than ``min_edge`` inside

@@ -1,4 +1,4 @@
-"""The ``polycrack`` command (ARCHITECTURE.md section 3.1).
+"""The ``polycrack`` command (docs/user-guide.md section 2).
 
 Exit codes: 0 success, 2 bad input, 1 numerical failure.
 """
@@ -133,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="polycrack",
         description="Chemo-mechanical phase-field fracture of polycrystalline cathode particles "
-        "(DOLFINx). Parameters and case files: see README.md and params/.",
+        "(DOLFINx). Parameters and case files: see docs/user-guide.md and params/.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -180,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=_cmd_check)
 
     sp = sub.add_parser(
-        "verify", help="run the closed-form verification cases (MODEL.md section 6)"
+        "verify", help="run the closed-form verification cases (docs/model.md section 6)"
     )
     sp.add_argument("-n", "--np", type=int, default=1, help="MPI ranks (runs under mpirun)")
     sp.add_argument("-k", default=None, help="only cases whose test name matches (pytest -k)")

@@ -1,6 +1,6 @@
 """Case files and parameter sets: schema, loading, ``--set`` overrides and clear error messages.
 
-A *case file* (YAML, ARCHITECTURE.md section 3.3) names a *parameter set* (``params/<name>.yaml``
+A *case file* (YAML, docs/user-guide.md section 3) names a *parameter set* (``params/<name>.yaml``
 or a path) and may override any of its values. Everything is validated here, before any mesh or
 solve, and every error names the file, the key path and, for a misspelt key, the nearest valid one.
 
@@ -45,7 +45,7 @@ Poisson = Annotated[float, Field(gt=-1.0, lt=0.5)]
 
 
 class ElectrochemistryParams(_Strict):
-    """Li transport and Butler-Volmer kinetics (MODEL.md section 3)."""
+    """Li transport and Butler-Volmer kinetics (docs/model.md section 3)."""
 
     c_max_mol_m3: Positive
     x0: Fraction
@@ -85,7 +85,7 @@ class MechanicsParams(_Strict):
 
 
 class FractureParams(_Strict):
-    """AT2 phase field and grain-boundary toughness (MODEL.md section 3)."""
+    """AT2 phase field and grain-boundary toughness (docs/model.md section 3)."""
 
     Gc_bulk_J_m2: Positive
     Gc_GB_J_m2: Positive
@@ -231,11 +231,11 @@ class PhysicsConfig(_Strict):
     fracture: bool = True
     outer_boundary: Literal["clamped", "traction_free"] = "clamped"
     displacement_degree: Literal[1, 2] = 1
-    #: viscous regularisation of the phase field (not in MODEL.md; off by default): the φ
+    #: viscous regularisation of the phase field (docs/model.md section 3.7; off by default): the φ
     #: equation gains (Gc/l) τ ∂φ/∂t (backward Euler), τ this relaxation time in s; the
     #: viscosity η of Miehe, Hofacker, Welschinger, CMAME 199 (2010) 2765. It turns an unstable
     #: crack advance at fixed load into a fast but finite one that small steps can follow; the
-    #: rate-independent model is the limit τ -> 0 (README, "Phase-field viscosity")
+    #: rate-independent model is the limit τ -> 0 (docs/user-guide.md section 6)
     phase_field_relaxation_s: Annotated[float, Field(ge=0.0, le=3600.0)] = 0.0
 
     @model_validator(mode="after")
@@ -249,7 +249,7 @@ class SolverConfig(_Strict):
     """Nonlinear/linear solver and adaptive time stepping."""
 
     #: ``auto``: ``mumps`` up to solver.coupled.AUTO_MUMPS_MAX_UNKNOWNS unknowns, else
-    #: ``fieldsplit`` (README, "Solver options"; benchmarks/results/coupled_solvers_*.json)
+    #: ``fieldsplit`` (docs/user-guide.md section 6; benchmarks/results/coupled_solvers_*.json)
     linear: Literal["auto", "mumps", "mumps_lagged", "fieldsplit", "staggered"] = "auto"
     #: linear solver of the staggered sub-solves (u with φ fixed, φ with u fixed), used by
     #: ``linear: staggered`` and by the fallback: ``auto`` = ``mumps`` (LU) up to

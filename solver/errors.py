@@ -1,4 +1,4 @@
-"""Exceptions that the command line turns into exit codes (ARCHITECTURE.md section 3.1)."""
+"""Exceptions that the command line turns into exit codes (docs/user-guide.md section 2)."""
 
 
 class InputError(Exception):

@@ -60,7 +60,7 @@ def test_shipped_parameter_set_has_units_and_sources():
             assert entry["source"].strip(), f"{section}.{key} has no source"
     p, sources = load_parameters(params.PARAMS_DIR / "nmc811_parks2023.yaml")
     assert sources["electrochemistry.D_m2_s"].startswith("[F] Chen")
-    # MODEL.md section 4 baseline values
+    # docs/model.md section 4 baseline values
     assert (p.mechanics.E_particle_Pa, p.mechanics.nu_particle) == (150e9, 0.3)
     assert (p.mechanics.E_binder_Pa, p.mechanics.nu_binder) == (0.3e9, 0.3)
     assert (p.electrochemistry.x0, p.electrochemistry.D_m2_s) == (0.9084, 4e-15)

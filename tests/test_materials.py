@@ -1,4 +1,4 @@
-"""Material laws against the values stated in MODEL.md sections 3-4."""
+"""Material laws against the values stated in docs/model.md sections 3-4."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def lattice():
 
 def test_ocp_landmarks():
     assert mat.ocp_V(0.55) == pytest.approx(3.899, abs=1e-3)
-    assert mat.x_at_voltage(4.5) == pytest.approx(0.18, abs=0.005)  # MODEL.md: 4.5 V at x ~ 0.18
+    assert mat.x_at_voltage(4.5) == pytest.approx(0.18, abs=0.005)  # docs/model.md: x(4.5 V) ~ 0.18
     assert mat.ocp_V(0.33) == pytest.approx(4.18, abs=0.01)  # Δε peak near 4.18 V
     x = np.linspace(0, 1, 1001)
     assert np.all(np.diff(mat.ocp_V(x)) < 0)  # monotone decreasing

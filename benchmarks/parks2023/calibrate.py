@@ -1,6 +1,6 @@
 """Calibrate Gc_GB for the Parks 2023 reproduction, and the sensitivity table (issue 6).
 
-Target (Parks 2023, MODEL.md section 4): the first fully damaged material (phi >= 0.95) appears
+Target (Parks 2023, docs/model.md section 4): the first fully damaged material (phi >= 0.95) appears
 near c-strain 0.015 / about 4.0 V. The onset voltage is a monotone function of the effective
 grain-boundary strength sigma_eff = (3 sqrt(3)/16) sqrt(E G_eff / l), with G_eff the toughness a
 crack along a GB sees (1D minimisation, solver.fracture.effective_gb_toughness). Gc_bulk is held

@@ -165,7 +165,7 @@ def main() -> int:
         "experiment": EXPERIMENT
         | {
             "hours_for_full_theoretical_capacity_at_C/50": 50.0,
-            "note": "the model's C-rate is per theoretical capacity too (MODEL.md section 3), so "
+            "note": "the model's C-rate is per theoretical capacity too (docs/model.md section 3), so "
             "time/50 h = fraction of the theoretical capacity charged",
         },
     }

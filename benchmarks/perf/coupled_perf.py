@@ -487,7 +487,7 @@ def load_rows() -> list[dict]:
 
 
 def table() -> str:
-    """Markdown table of the JSON rows (README "Running on a cluster")."""
+    """Markdown table of the JSON rows (benchmarks/README.md, "Cost per Newton iteration")."""
     rows = load_rows()
     out = [
         "| unknowns | solver | ranks | Newton its | Krylov / Newton | s / Newton (wall) "

@@ -73,7 +73,7 @@ def _solver_mb(newton) -> tuple[float, float]:
     return jac, amg
 
 
-#: the low-memory options of README ("Cost, memory and which solver to pick"): unsmoothed
+#: the low-memory options of docs/user-guide.md section 6: unsmoothed
 #: aggregation on u and a CG eigenvalue estimate for the Chebyshev smoothers
 LOW_MEMORY = {
     "fieldsplit_f2_pc_gamg_agg_nsmooths": 0,

@@ -1,6 +1,6 @@
 """Mesh bundle -> distributed DOLFINx mesh with tags, grain table and the particle submesh.
 
-``ensure_bundle`` is the one "build the mesh if it is missing" entry (ARCHITECTURE.md section 1):
+``ensure_bundle`` is the one "build the mesh if it is missing" entry (docs/user-guide.md section 4):
 rank 0 meshes with gmsh, the others wait. ``load_bundle`` reads ``mesh.msh`` on rank 0 and
 distributes it with shared-facet ghosting (interior-facet integrals over grain boundaries need
 it), optionally refines it uniformly in parallel (``refine_levels``) carrying cell and facet

@@ -1,6 +1,6 @@
 """Li transport + Butler-Volmer kinetics + global particle voltage as one reusable residual block.
 
-Unknowns (MODEL.md section 3), internal units µm and s (solver/units.py):
+Unknowns (docs/model.md section 3), internal units µm and s (solver/units.py):
 
 - ``x`` = c/c_max, P1 on the particle mesh (the particle submesh of a bundle, or a particle-only
   mesh), dimensionless;

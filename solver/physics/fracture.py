@@ -1,8 +1,8 @@
-"""AT2 phase field, history field, grain-boundary field gamma and effective GB toughness (MODEL.md §3).
+"""AT2 phase field, history field, grain-boundary field gamma and effective GB toughness (docs/model.md §3).
 
 Internal units: µm, GPa; Gc in GPa µm (1 GPa µm = 1e3 J/m^2), energy densities in GPa.
 
-Blocks for the coupled solver (DOLFINX_NOTES.md):
+Blocks for the coupled solver:
 
 * :func:`solve_gamma` - gamma - l_g^2 lap(gamma) = 1 on the particle submesh, gamma = 0 on GB facets
   (topological dofs), zero flux on the particle surface; CG + GAMG; once per mesh.
@@ -176,7 +176,7 @@ def effective_gb_toughness(
     n: int = 40000,
     length_factor: float = 30.0,
 ) -> float:
-    """G_eff: toughness of a straight crack along a GB, from a 1D minimisation (MODEL.md §3).
+    """G_eff: toughness of a straight crack along a GB, from a 1D minimisation (docs/model.md §3).
 
     min over phi with phi(0) = 1 of 2 int_0^L Gc(s) (phi^2/l + l phi'^2)/2 ds, with
     gamma(s) = 1 - exp(-s/l_gamma) (distance s from the GB) and L = length_factor max(l, l_gamma);

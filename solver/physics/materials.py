@@ -1,4 +1,4 @@
-"""Material laws as pure, vectorised functions (MODEL.md sections 3-4). No DOLFINx state.
+"""Material laws as pure, vectorised functions (docs/model.md sections 3-4). No DOLFINx state.
 
 Functions that take ``xp`` work on NumPy arrays (``xp=numpy``, the default) and on UFL
 expressions (``xp=ufl``) so the same law is used in post-processing and in the weak forms.
@@ -94,7 +94,7 @@ def butler_volmer_A_m2(
     """Normal current density i_n = i0 [exp(a_a eta/Vt) - exp(-a_c eta/Vt)] in A/m^2.
 
     Positive i_n removes Li from the particle (charge). With a_a = a_c = 1/2 this is
-    2 i0 sinh(F eta / 2RT) (MODEL.md section 3).
+    2 i0 sinh(F eta / 2RT) (docs/model.md section 3).
     """
     vt = thermal_voltage_V(T_K)
     if alpha_a == alpha_c == 0.5:

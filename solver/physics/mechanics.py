@@ -1,9 +1,9 @@
-"""Small-strain elasticity with lithiation eigenstrain, energy splits and degradation (MODEL.md §3).
+"""Small-strain elasticity with lithiation eigenstrain, energy splits and degradation (docs/model.md §3).
 
 Internal units (solver/units.py): lengths in µm, stresses and energy densities in GPa.
 
 Building blocks, written so that the coupled solver can put them into one monolithic
-``NonlinearProblem`` (DOLFINX_NOTES.md, "Submesh and mixed-domain forms"):
+``NonlinearProblem`` (docs/model.md section 3.8):
 
 * :class:`ParticleDomain` - parent mesh (particle + binder), its tags, the particle submesh with its
   entity map, a particle/binder region tag, the grain c-axes as a DG0 vector field on the submesh.

@@ -37,7 +37,7 @@ def principal_stress_field(dom: ParticleDomain, sigma, name: str = "sigma1") -> 
     """sigma1 (largest principal stress, GPa) of a 3x3 UFL stress as DG0 on the particle submesh.
 
     ``sigma`` may mix parent-mesh u with submesh x/phi; evaluated with ``Expression.eval`` at the
-    cell midpoints (DOLFINX_NOTES.md workaround for mixed-mesh expressions).
+    cell midpoints (interpolating a mixed-mesh expression fails in DOLFINx 0.11).
     """
     sm = dom.submesh
     V = fem.functionspace(sm, ("DG", 0))

@@ -1,6 +1,6 @@
 """Figures of a run directory (``polycrack plot DIR``), from its CSV tables only.
 
-Reads ``timeseries.csv`` and ``radial_damage.csv`` (ARCHITECTURE.md section 3.4) and writes PNGs
+Reads ``timeseries.csv`` and ``radial_damage.csv`` (docs/user-guide.md section 5) and writes PNGs
 into ``DIR/figures``: voltage vs capacity and vs time, damaged fraction and grain-boundary share vs
 voltage, lattice strains along the run, radial damage distribution.
 """

@@ -1,6 +1,6 @@
 """The coupled chemo-mechanical phase-field problem: (x, V, u, φ) in one Newton solve per step.
 
-Fields (MODEL.md section 2): Li fraction x and voltage V on the particle submesh
+Fields (docs/model.md section 2): Li fraction x and voltage V on the particle submesh
 (:class:`solver.electrochem.Electrochemistry`), displacement u on particle + binder and damage φ
 on the particle (:func:`solver.mechanics.build_blocks`); γ is solved once, H is lagged and
 updated after every accepted step. The residuals ``[F_x, F_V, F_u, F_φ]`` go into one
@@ -75,7 +75,7 @@ class StaggeredResult(NewtonResult):
 
 
 #: ``solver.linear: auto`` picks exact LU (``mumps``) up to this many unknowns, ``fieldsplit``
-#: above. Measured on a quiet 2-core machine (README, "Solver options"): at 22 k unknowns (the
+#: above. Measured on a quiet 2-core machine (benchmarks/README.md): at 22 k unknowns (the
 #: demo) a fresh LU per Newton iteration costs 1.5 s against 0.76 s of Jacobian assembly, and
 #: fieldsplit finishes the same steps 1.8x faster (mumps_lagged 1.7x); at 163 k (400 grains,
 #: h = 0.4 µm) fieldsplit is 4.3x faster per step (benchmarks/results/coupled_solvers_400_*.json).

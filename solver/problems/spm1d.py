@@ -1,6 +1,6 @@
 """1D spherical single-particle reference model (finite volumes) and Crank's closed form.
 
-Same equations as :mod:`solver.electrochem` for a sphere of radius R (MODEL.md section 3), in
+Same equations as :mod:`solver.electrochem` for a sphere of radius R (docs/model.md section 3), in
 µm and s: vertex-centred finite volumes on ``r_i = i R / N`` (control volumes
 ``[r_{i-1/2}, r_{i+1/2}]``, exact spherical volumes and face areas, conservative), integrated by
 SciPy's implicit BDF/Radau with tight tolerances. The surface node carries the Butler-Volmer
@@ -38,7 +38,7 @@ def crank_roots(n: int) -> np.ndarray:
 
 
 def crank_sphere_flux(r, t: float, a: float, D: float, F0: float, C0: float = 0.0, nterms=200):
-    """Crank's constant-flux sphere (MODEL.md section 6.2): C(r, t) with D dC/dr = F0 at r = a.
+    """Crank's constant-flux sphere (docs/model.md section 6.2): C(r, t) with D dC/dr = F0 at r = a.
 
     ``C - C0 = (F0 a / D)[3Dt/a^2 + r^2/(2a^2) - 3/10 - (2a/r) sum exp(-D a_n^2 t/a^2)
     sin(a_n r/a) / (a_n^2 sin a_n)]``, with (a/r) sin(a_n r/a) -> a_n at r = 0. Any consistent

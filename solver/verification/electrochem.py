@@ -1,4 +1,4 @@
-"""Electrochemistry block: closed forms of MODEL.md section 6.2-6.3 on gmsh spheres (µm, s).
+"""Electrochemistry block: closed forms of docs/model.md section 6.2-6.3 on gmsh spheres (µm, s).
 
 Serial and ``mpirun -n 2``. Coarse meshes keep every test at a few seconds.
 """
@@ -43,7 +43,7 @@ def _l2(comm, form) -> float:
 @pytest.mark.mpi
 @pytest.mark.verification
 def test_crank_constant_flux_sphere(verification):
-    """Galvanostatic CC on a sphere is Crank's constant-flux problem (MODEL.md 6.2): the 3D x
+    """Galvanostatic CC on a sphere is Crank's constant-flux problem (docs/model.md 6.2): the 3D x
     field matches the series solution to 1 % in the relative L2 norm of x - x0 at Dt/a^2 = 0.1
     and 0.4 (a = 1 µm, D = 1 µm^2/s, 500C so that the profile amplitude is ~0.05)."""
     import ufl
@@ -101,7 +101,7 @@ def cc_run():
 @pytest.mark.mpi
 @pytest.mark.verification
 def test_galvanostatic_x_avg(cc_run, verification):
-    """x_avg = x0 - 0.02 t[h] during CC at C/50, to 1e-6 at every accepted step (MODEL.md 6.3)."""
+    """x_avg = x0 - 0.02 t[h] during CC at C/50, to 1e-6 at every accepted step (docs/model.md 6.3)."""
     ec, rows = cc_run
     err = max(abs(s.x_avg - (ec.x0 - 0.02 * t / 3600.0)) for t, s, _, _ in rows)
     verification("C/50 CC: max |x_avg - (x0 - 0.02 t[h])|", err, 1e-6, steps=len(rows))

@@ -1,4 +1,4 @@
-"""Fracture verification (MODEL.md §6 cases 1, 7, 8) and the G_eff utility. Units: µm, GPa."""
+"""Fracture verification (docs/model.md §6 cases 1, 7, 8) and the G_eff utility. Units: µm, GPa."""
 
 from __future__ import annotations
 
@@ -142,7 +142,7 @@ def test_gamma_single_gb_half_line():
 @pytest.mark.verification
 def test_crack_profile_dissipates_gc(verification):
     """Fully broken 1D crack (phi(0) = 1, no driving force) on [0, 10 l]: phi = exp(-s/l) and the
-    dissipated energy of both sides is Gc; P1 overestimates by at most h/(2l) (MODEL.md §6.8;
+    dissipated energy of both sides is Gc; P1 overestimates by at most h/(2l) (docs/model.md §6.8;
     here measured ~(h/l)^2/24, so also check it is >= 0 and <= (h/l)^2/12)."""
     n = 80
     msh = dmesh.create_interval(MPI.COMM_WORLD, n, [0.0, 10 * L_PF])
@@ -174,7 +174,7 @@ def test_crack_profile_dissipates_gc(verification):
 @pytest.mark.verification
 def test_effective_gb_toughness(verification):
     """Homogeneous Gc gives G_eff = Gc (1e-6); Gc_GB/Gc_bulk = 0.1 with l_g = l gives
-    0.45 Gc_bulk (MODEL.md §3) within 0.01 Gc_bulk; G_eff decreases towards Gc_GB as l_g/l grows (< 1.5 Gc_GB at l_g = 25 l)."""
+    0.45 Gc_bulk (docs/model.md §3) within 0.01 Gc_bulk; G_eff decreases towards Gc_GB as l_g/l grows (< 1.5 Gc_GB at l_g = 25 l)."""
     err = abs(effective_gb_toughness(50.0, 50.0, 0.2, 0.2) / 50.0 - 1.0)
     verification("G_eff with homogeneous Gc equals Gc", err, 1e-6)
     assert abs(effective_gb_toughness(50.0, 5.0, 0.2, 0.2) / 50.0 - 0.45) < 0.01
@@ -198,7 +198,7 @@ def test_fracture_summary_of_baseline():
 
 
 def test_at2_bar_spectral_split_runs():
-    """Smoke test (no closed form in MODEL.md): the spectral split's nonlinear u-solve (Newton)
+    """Smoke test (no closed form in docs/model.md): the spectral split's nonlinear u-solve (Newton)
     goes through the softening branch to 2 eps_c, phi rises monotonically, and the peak lies in
     [1.0, 1.25] sigma_c (measured 1.118: the undegraded compressive lateral parts add strength)."""
     dom, qs, ux = _bar("spectral")

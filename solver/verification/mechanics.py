@@ -1,4 +1,4 @@
-"""Mechanics verification (MODEL.md §6 cases 4-6) and unit checks of the UFL constitutive blocks.
+"""Mechanics verification (docs/model.md §6 cases 4-6) and unit checks of the UFL constitutive blocks.
 
 Units: µm, GPa. Every test states its tolerance next to the closed form it checks.
 """
@@ -151,7 +151,7 @@ def test_splits_sum_to_psi0():
 
 
 # ---------------------------------------------------------------------------------------------
-# MODEL.md §6 case 4: Lamé sphere bonded to the binder shell
+# docs/model.md §6 case 4: Lamé sphere bonded to the binder shell
 # ---------------------------------------------------------------------------------------------
 
 
@@ -183,7 +183,7 @@ def test_lame_sphere_in_binder_shell(outer, verification):
 
 
 # ---------------------------------------------------------------------------------------------
-# MODEL.md §6 case 5: Eshelby sphere with anisotropic eigenstrain
+# docs/model.md §6 case 5: Eshelby sphere with anisotropic eigenstrain
 # ---------------------------------------------------------------------------------------------
 
 
@@ -221,7 +221,7 @@ def test_eshelby_anisotropic_inclusion(verification):
 
 
 # ---------------------------------------------------------------------------------------------
-# MODEL.md §6 case 6: patch tests
+# docs/model.md §6 case 6: patch tests
 # ---------------------------------------------------------------------------------------------
 
 

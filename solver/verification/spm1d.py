@@ -20,7 +20,7 @@ def _ecp(**over):
 
 @pytest.mark.serial
 def test_crank_roots_and_long_time_profile():
-    """tan a = a roots of MODEL.md 6.2, and the long-time profile C - C_avg = (F0 a/D)(r^2/2a^2 - 3/10)."""
+    """tan a = a roots of docs/model.md 6.2, and the long-time profile C - C_avg = (F0 a/D)(r^2/2a^2 - 3/10)."""
     assert np.allclose(crank_roots(3), [4.493409, 7.725252, 10.904122], atol=1e-6)
     r = np.linspace(0, 1, 11)
     c = crank_sphere_flux(r, 10.0, 1.0, 1.0, 0.3)

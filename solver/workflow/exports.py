@@ -1,4 +1,4 @@
-"""Run-directory writers (ARCHITECTURE.md section 3.4): ``timeseries.csv`` and ``run.json``.
+"""Run-directory writers (docs/user-guide.md section 5): ``timeseries.csv`` and ``run.json``.
 
 Only rank 0 writes. Each accepted step becomes one CSV line written with a single ``write()``
 on an ``O_APPEND`` descriptor and fsync'd, so a killed run keeps every completed step and never
@@ -27,7 +27,7 @@ __all__ = [
     "peak_memory_mb",
 ]
 
-#: Required columns (ARCHITECTURE.md section 3.4), then extra solver columns.
+#: Required columns (docs/user-guide.md section 5), then extra solver columns.
 TIMESERIES_COLUMNS = (
     "step",
     "time_s",
