@@ -38,6 +38,11 @@ def stress(value_pa: float) -> float:
     return value_pa / STRESS_PA
 
 
+def stress_to_pa(value_gpa: float) -> float:
+    """GPa -> Pa (internal stress back to SI at the edges: CSV columns, run.json)."""
+    return value_gpa * STRESS_PA
+
+
 def toughness(value_j_m2: float) -> float:
     """J/m^2 -> GPa µm."""
     return value_j_m2 / TOUGHNESS_J_M2

@@ -43,6 +43,7 @@ from dolfinx import fem
 from dolfinx import mesh as dmesh
 from mpi4py import MPI
 
+from .. import units
 from ..meshing.tags import BINDER, GB, INTERFACE, OUTER
 from . import materials as mat
 
@@ -468,8 +469,8 @@ class MechanicsModel:
         m, f = params.mechanics, params.fracture
         lat = mat.LatticeStrains.from_params(params, lattice_table_path)
         return cls(
-            ElasticModuli(m.E_particle_Pa * 1e-9, m.nu_particle),
-            ElasticModuli(m.E_binder_Pa * 1e-9, m.nu_binder),
+            ElasticModuli(units.stress(m.E_particle_Pa), m.nu_particle),
+            ElasticModuli(units.stress(m.E_binder_Pa), m.nu_binder),
             StrainLawUFL(lat),
             params.electrochemistry.x0,
             split or f.split,

@@ -28,6 +28,7 @@ import ufl
 from dolfinx import fem
 from mpi4py import MPI
 
+from .. import units
 from ..config import ResolvedCase
 from ..meshing.tags import INTERFACE
 from ..numerics.nonlinear import BlockNewton, NewtonResult
@@ -429,7 +430,7 @@ class CoupledProblem(Problem):
         s1 = self.sigma1()
         n = s1.function_space.dofmap.index_map.size_local
         smax = float(s1.x.array[:n].max()) if n else -np.inf
-        out["sigma1_max_Pa"] = self.dom.mesh.comm.allreduce(smax, op=MPI.MAX) * 1e9
+        out["sigma1_max_Pa"] = units.stress_to_pa(self.dom.mesh.comm.allreduce(smax, op=MPI.MAX))
         if self.metrics is not None:
             out.update(self.metrics.compute())
         return out
