@@ -35,7 +35,7 @@ from .errors import InputError
 # ---------------------------------------------------------------------------------------------
 
 
-class _Strict(BaseModel):
+class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
@@ -44,7 +44,7 @@ Positive = Annotated[float, Field(gt=0.0)]
 Poisson = Annotated[float, Field(gt=-1.0, lt=0.5)]
 
 
-class ElectrochemistryParams(_Strict):
+class ElectrochemistryParams(StrictModel):
     """Li transport and Butler-Volmer kinetics (docs/model.md section 3)."""
 
     c_max_mol_m3: Positive
@@ -60,7 +60,7 @@ class ElectrochemistryParams(_Strict):
     molar_mass_g_mol: Positive = 97.28
 
 
-class MechanicsParams(_Strict):
+class MechanicsParams(StrictModel):
     """Elasticity of grains and binder, lattice-strain table and its mapping onto x."""
 
     E_particle_Pa: Positive
@@ -84,7 +84,7 @@ class MechanicsParams(_Strict):
         return self
 
 
-class FractureParams(_Strict):
+class FractureParams(StrictModel):
     """AT2 phase field and grain-boundary toughness (docs/model.md section 3)."""
 
     Gc_bulk_J_m2: Positive
@@ -102,7 +102,7 @@ class FractureParams(_Strict):
         return v
 
 
-class Parameters(_Strict):
+class Parameters(StrictModel):
     """A resolved parameter set (plain values, SI)."""
 
     name: str = "custom"
@@ -119,7 +119,7 @@ PARAM_SECTIONS = ("electrochemistry", "mechanics", "fracture")
 # ---------------------------------------------------------------------------------------------
 
 
-class ParticleConfig(_Strict):
+class ParticleConfig(StrictModel):
     """Where the particle shape comes from (meshing/)."""
 
     source: Literal["sphere", "synthetic", "ct", "surface"] = "sphere"
@@ -142,7 +142,7 @@ class ParticleConfig(_Strict):
         return self
 
 
-class GrainsConfig(_Strict):
+class GrainsConfig(StrictModel):
     """Voronoi primary grains; ``count: 0`` makes the particle a single grain."""
 
     count: Annotated[int, Field(ge=0, le=99999)] = 400
@@ -150,7 +150,7 @@ class GrainsConfig(_Strict):
     min_edge_um: Positive = 0.05
 
 
-class MeshConfig(_Strict):
+class MeshConfig(StrictModel):
     """Target element sizes (µm) of the gmsh mesh and uniform refinement levels in DOLFINx."""
 
     particle_size_um: Positive = 0.4
@@ -158,7 +158,7 @@ class MeshConfig(_Strict):
     refine_levels: Annotated[int, Field(ge=0, le=4)] = 0
 
 
-class GeometryConfig(_Strict):
+class GeometryConfig(StrictModel):
     """Particle, grains, binder shell and mesh; or an existing mesh bundle."""
 
     particle: ParticleConfig = ParticleConfig()
@@ -182,14 +182,14 @@ class GeometryConfig(_Strict):
         return self
 
 
-class MaterialConfig(_Strict):
+class MaterialConfig(StrictModel):
     """Parameter set by name (``params/<set>.yaml``) or path, and overrides of its values."""
 
     set: str = "nmc811_parks2023"
     overrides: dict[str, Any] = {}
 
 
-class CCStep(_Strict):
+class CCStep(StrictModel):
     """Constant current at ``c_rate`` (1C empties the theoretical capacity in 1 h) until a voltage."""
 
     type: Literal["cc"]
@@ -199,7 +199,7 @@ class CCStep(_Strict):
     max_time_s: Positive | None = None
 
 
-class CVStep(_Strict):
+class CVStep(StrictModel):
     """Constant voltage until the current drops below ``until_c_rate`` or ``max_time_s`` passes."""
 
     type: Literal["cv"]
@@ -214,7 +214,7 @@ class CVStep(_Strict):
         return self
 
 
-class RestStep(_Strict):
+class RestStep(StrictModel):
     """Open circuit (zero current) for ``duration_s``."""
 
     type: Literal["rest"]
@@ -224,7 +224,7 @@ class RestStep(_Strict):
 Step = Annotated[Union[CCStep, CVStep, RestStep], Field(discriminator="type")]  # noqa: UP007
 
 
-class PhysicsConfig(_Strict):
+class PhysicsConfig(StrictModel):
     """Which fields are solved. Electrochemistry is always on."""
 
     mechanics: bool = True
@@ -245,7 +245,7 @@ class PhysicsConfig(_Strict):
         return self
 
 
-class SolverConfig(_Strict):
+class SolverConfig(StrictModel):
     """Nonlinear/linear solver and adaptive time stepping."""
 
     #: ``auto``: ``mumps`` up to solver.coupled.AUTO_MUMPS_MAX_UNKNOWNS unknowns, else
@@ -295,7 +295,7 @@ class SolverConfig(_Strict):
         return self
 
 
-class OutputConfig(_Strict):
+class OutputConfig(StrictModel):
     """What the run directory receives and how often."""
 
     dir: Path | None = None
@@ -305,7 +305,7 @@ class OutputConfig(_Strict):
     checkpoint_every_minutes: Annotated[float, Field(ge=0.0)] = 10.0
 
 
-class Case(_Strict):
+class Case(StrictModel):
     """A whole case file."""
 
     name: str | None = None

@@ -91,7 +91,7 @@ MEANING: dict[str, str] = {
     "no dash; they override polycrack's",
     "output.dir": "run directory when `-o` is not given",
     "output.fields_at_voltages_V": "write fields and mid-plane renders when V first reaches these",
-    "output.field_every_steps": "validated but not used by the current run driver",
+    "output.field_every_steps": "also write the fields every N accepted steps (tag `stepNNNNN`; 0: off)",
     "output.checkpoint_every_steps": "checkpoint every N accepted steps (0 = never by count)",
     "output.checkpoint_every_minutes": "checkpoint every M minutes of wall time (0 = never by time)",
     # protocol steps

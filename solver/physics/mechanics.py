@@ -436,13 +436,9 @@ def stress(e, lmbda: float, mu: float, split: str = "none", phi=None, k: float =
     g = degradation(phi, k)
     if split in ("none", "hybrid"):
         return g * sig0
-    if split == "voldev":
+    if split in ("voldev", "spectral"):
         ev = ufl.variable(e)
-        pp, pm = strain_energy_split(ev, lmbda, mu, "voldev")
-        return g * ufl.diff(pp, ev) + ufl.diff(pm, ev)
-    if split == "spectral":
-        ev = ufl.variable(e)
-        pp, pm = strain_energy_split(ev, lmbda, mu, "spectral")
+        pp, pm = strain_energy_split(ev, lmbda, mu, split)
         return g * ufl.diff(pp, ev) + ufl.diff(pm, ev)
     raise ValueError(f"unknown energy split {split!r} (allowed: {', '.join(SPLITS)})")
 
@@ -581,28 +577,6 @@ def displacement_bcs(
     if outer_boundary == "traction_free":
         return rigid_body_constraints(V, dom.center)
     raise ValueError(f"outer_boundary must be 'clamped' or 'traction_free', not {outer_boundary!r}")
-
-
-def rigid_body_modes(V: fem.FunctionSpace):
-    """PETSc near-nullspace of 3D elasticity (3 translations + 3 rotations) for GAMG."""
-    from dolfinx import la
-    from petsc4py import PETSc
-
-    imap = V.dofmap.index_map
-    bs = V.dofmap.index_map_bs
-    n = imap.size_local
-    X = V.tabulate_dof_coordinates()[:n]
-    basis = [la.vector(imap, bs=bs, dtype=np.float64) for _ in range(6)]
-    b = [v.array.reshape(-1, bs) for v in basis]
-    for i in range(3):
-        b[i][:n, i] = 1.0
-    x0, x1, x2 = X[:, 0], X[:, 1], X[:, 2]
-    b[3][:n, 0], b[3][:n, 1] = -x1, x0
-    b[4][:n, 0], b[4][:n, 2] = x2, -x0
-    b[5][:n, 2], b[5][:n, 1] = x1, -x2
-    la.orthonormalize(basis)
-    vecs = [la.create_petsc_vector_wrap(v) for v in basis]
-    return PETSc.NullSpace().create(vectors=vecs, comm=V.mesh.comm)
 
 
 def make_displacement_space(dom: ParticleDomain, degree: int = 1) -> fem.FunctionSpace:

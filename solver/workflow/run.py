@@ -462,6 +462,9 @@ class Run:
             if key not in self.written and s.voltage_V >= v - 1e-3:
                 self.written.add(key)
                 pb.write_fields(self.out, f"{v:.2f}V", s.voltage_V)
+        every = rc.case.output.field_every_steps
+        if every and step_no % every == 0:
+            pb.write_fields(self.out, f"step{step_no:05d}", s.voltage_V)
         stop = self.stop_after_steps is not None and step_no >= self.stop_after_steps
         signum = self.signals.agreed(self.comm) or (signal.SIGTERM if stop else 0)
         out = rc.case.output

@@ -52,18 +52,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
-from ..config import format_validation_error, parse_set, read_yaml, resolve_case
+from ..config import StrictModel, format_validation_error, parse_set, read_yaml, resolve_case
 from ..errors import InputError
 from .status import RunStatus
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class SlurmConfig(_Strict):
+class SlurmConfig(StrictModel):
     """Scheduler settings of the job array."""
 
     time: str = "04:00:00"
@@ -80,7 +76,7 @@ class SlurmConfig(_Strict):
     extra: list[str] = []
 
 
-class ExecutionConfig(_Strict):
+class ExecutionConfig(StrictModel):
     """How the cases run."""
 
     mode: Literal["local", "slurm"] = "local"
@@ -90,7 +86,7 @@ class ExecutionConfig(_Strict):
     slurm: SlurmConfig = SlurmConfig()
 
 
-class SweepFile(_Strict):
+class SweepFile(StrictModel):
     """A whole sweep file."""
 
     base: Path
