@@ -182,3 +182,21 @@ def test_electrochem_sweep_runs_each_case_once(tmp_path):
     assert r.returncode == 0, r.stderr
     table = (tmp_path / "out" / "collect.csv").read_text()
     assert table.count("finished") == 2
+
+
+@pytest.mark.serial
+@pytest.mark.parametrize("damage", ["truncated", "empty"])
+def test_damaged_checkpoint_is_an_input_error(tmp_path, capsys, damage):
+    """A truncated or empty checkpoint.npz: exit 2 naming the file, and run.json keeps its
+    interrupted record (it is not overwritten with running)."""
+    case = _case(tmp_path / "case.yaml")
+    out = tmp_path / "run"
+    Run(load_case(case), out, verbose=False, stop_after_steps=2).run()
+    ck = out / "checkpoint.npz"
+    data = ck.read_bytes()
+    ck.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"")
+    capsys.readouterr()
+    assert main(["run", case, "--restart", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "checkpoint.npz" in err and "Traceback" not in err
+    assert _status(out) == "interrupted"

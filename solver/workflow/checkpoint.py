@@ -142,8 +142,14 @@ def read_meta(path: Path | str) -> dict:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no checkpoint file")
-    with np.load(path) as data:
-        meta = json.loads(bytes(data["__meta__"]).decode())
+    try:
+        with np.load(path) as data:
+            meta = json.loads(bytes(data["__meta__"]).decode())
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise InputError(
+            f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc}); it may be "
+            "truncated: start the run again with --overwrite"
+        ) from None
     if meta.get("format") not in READABLE_FORMATS:
         raise InputError(f"{path}: checkpoint format {meta.get('format')} is not {FORMAT_VERSION}")
     return meta
@@ -158,7 +164,15 @@ def load(
     """
     path = Path(path)
     meta = read_meta(path)
-    state, positions = meta["state"], meta.get("positions", {})
+    try:
+        _load_fields(path, meta, functions, comm, rtol)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise InputError(f"{path}: damaged checkpoint ({type(exc).__name__}: {exc})") from None
+    return meta["state"]
+
+
+def _load_fields(path: Path, meta: dict, functions: dict, comm: MPI.Comm, rtol: float) -> None:
+    positions = meta.get("positions", {})
     mine_of: dict[int, np.ndarray] = {}  # local DOF positions per function space
     with np.load(path) as data:
         for name, f in functions.items():
@@ -195,4 +209,3 @@ def load(
                 )
             f.x.array[: len(mine) * bs] = vs[keep][idx].reshape(-1)
             f.x.scatter_forward()
-    return state
