@@ -78,7 +78,9 @@ def test_sigterm_then_restart_reproduces_the_uninterrupted_run(tmp_path):
     n_killed = _rows(part / "timeseries.csv")
     assert 3 <= n_killed < n_full, "SIGTERM should stop the run before its end"
 
-    r = subprocess.run(_cmd("run", str(case), "--restart", str(part)), cwd=REPO, timeout=600)
+    # the restart names the same case as the interrupted run (with its --set)
+    restart = ("run", str(case), "--restart", str(part), *args[4:])
+    r = subprocess.run(_cmd(*restart), cwd=REPO, timeout=600)
     assert r.returncode == 0
     a, b = read_table(full / "timeseries.csv"), read_table(part / "timeseries.csv")
     np.testing.assert_array_equal(a["step"], b["step"])
