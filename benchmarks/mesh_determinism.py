@@ -8,7 +8,7 @@
 Each row runs ``polycrack mesh CASE -o DIR`` in a child process with ``OPENBLAS_CORETYPE`` and
 ``OPENBLAS_NUM_THREADS`` set, records the OpenBLAS kernel that the child actually loaded
 (threadpoolctl, from a probe process with the same environment), the exit code, tets and the
-bundle's content hash (meshing/digest.py: nodes rounded to 1e-12 µm, cells, tags, grains.csv;
+bundle's content hash (polycrack.meshing.digest: nodes rounded to 1e-12 µm, cells, tags, grains.csv;
 not mesh.json). ``--emulate`` adds rows where NumPy's dispatched SIMD loops
 (``NPY_DISABLE_CPU_FEATURES``) and glibc's libm variants (``GLIBC_TUNABLES`` hwcaps) are limited
 to what an older x86-64 CPU has. Writes benchmarks/results/mesh_determinism[_TAG].json.
@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
 CORETYPES = ["Prescott", "Nehalem", "Sandybridge", "Haswell", "SkylakeX", "Zen"]
 # an x86-64-v2 CPU (no AVX2/FMA/AVX-512) for NumPy's dispatched loops and glibc's libm ifuncs
@@ -49,7 +48,7 @@ def _bin(name: str) -> str:
 
 def run_row(case: Path, out: Path, env_extra: dict[str, str]) -> dict:
     """Mesh ``case`` into ``out`` in a child process with ``env_extra``; returns the row."""
-    from meshing.digest import bundle_digest
+    from polycrack.meshing.digest import bundle_digest
 
     env = {**os.environ, "OMP_NUM_THREADS": "1", **env_extra}
     probe = subprocess.run(

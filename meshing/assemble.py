@@ -15,6 +15,7 @@ import gmsh
 import numpy as np
 
 from ..errors import InputError
+from .detmath import dot_rows, norm3, norm_rows, snap
 from .shape import RadialShape
 from .tags import BINDER, GB, INTERFACE, OUTER
 from .tessellation import Tessellation, surface_corners
@@ -24,12 +25,12 @@ def _ordered_polygon(V: np.ndarray, verts: list[int], normal: np.ndarray) -> lis
     """Vertices of a planar convex polygon sorted by angle around its centroid."""
     P = V[verts]
     c = P.mean(axis=0)
-    n = normal / np.linalg.norm(normal)
+    n = normal / norm3(normal)
     a = P[0] - c
-    a -= n * (a @ n)
-    a /= np.linalg.norm(a)
+    a -= n * float(dot_rows(a[None], n)[0])
+    a /= norm3(a)
     b = np.cross(n, a)
-    ang = np.arctan2((P - c) @ b, (P - c) @ a)
+    ang = np.arctan2(dot_rows(P - c, b), dot_rows(P - c, a))
     return [verts[i] for i in np.argsort(ang)]
 
 
@@ -95,9 +96,10 @@ def seam_rotation(
     ds = R0 * (t[1] - t[0])
     tree = cKDTree(points)
     ctree = cKDTree(corners) if len(corners) else None
-    best, best_d = np.zeros(3), -1.0
+    best, best_d = np.zeros(3), -1.0  # rotation vectors are put on a 1e-9 rad grid below
     for rot in rots:
-        seam = seam0 @ rot.as_matrix().T
+        M = rot.as_matrix()
+        seam = np.column_stack([dot_rows(seam0, M[i]) for i in range(3)])
         _, lab = tree.query(seam)
         cuts = np.flatnonzero(np.diff(lab)) + 1
         runs = np.diff(np.concatenate([[0], cuts, [len(lab)]])) * ds
@@ -109,10 +111,10 @@ def seam_rotation(
         dist, idx = tree.query(poles, k=min(32, len(points)))
         for dd, ii in zip(dist, idx, strict=True):
             s, others = points[ii[0]], points[ii[1:]]
-            gap = (dd[1:] ** 2 - dd[0] ** 2) / (2.0 * np.linalg.norm(others - s, axis=1))
+            gap = (dd[1:] * dd[1:] - dd[0] * dd[0]) / (2.0 * np.linalg.norm(others - s, axis=1))
             d = min(d, float(gap.min()))
         if d > best_d:
-            best, best_d = rot.as_rotvec(), d
+            best, best_d = snap(rot.as_rotvec()), d
     return best, best_d
 
 
@@ -173,9 +175,9 @@ def assemble(
         rv, seam_clearance = seam_rotation(
             surface_corners(tess.vor, len(tess.ref_seeds), R0), tess.vor.points, R0
         )
-        if np.linalg.norm(rv) > 0:
-            ang = float(np.linalg.norm(rv))
-            occ.rotate([(3, sphere)], 0, 0, 0, *(rv / ang), ang)
+        ang = norm3(rv)
+        if ang > 0:
+            occ.rotate([(3, sphere)], 0, 0, 0, *(rv / ang).tolist(), ang)
     if single_grain:
         grains = [[sphere]]
     else:
@@ -246,6 +248,7 @@ def assemble(
         ("Mesh.Algorithm", 6),
         ("Mesh.Algorithm3D", 10),
         ("Mesh.Optimize", 1),
+        ("Mesh.RandomSeed", 1),
         ("General.NumThreads", 1),
     ):
         gmsh.option.setNumber(key, val)
@@ -253,6 +256,8 @@ def assemble(
     gmsh.model.mesh.generate(2)
     if shape is not None and not shape.is_sphere:
         _morph(shape, R0, binder_radius)
+    else:
+        _snap_nodes()
     gmsh.model.mesh.generate(3)
     if faceted is not None:
         # facet corners and edges leave slivers; Netgen's optimiser moves volume nodes only, so
@@ -270,18 +275,30 @@ def assemble(
     }
 
 
-def _morph(shape: RadialShape, R0: float, Rb: float) -> None:
-    """Move every surface-mesh node radially: particle onto r(d), binder blended to the fixed outer sphere."""
+def _snap_nodes() -> None:
+    """Put the surface-mesh nodes on the GRID_UM grid, so that the 3D mesher gets the same input
+    even if OCC's surface evaluation (glibc's CPU-specific sin/cos) differs in the last bit."""
     tags, xyz, _ = gmsh.model.mesh.getNodes()
-    X = xyz.reshape(-1, 3)
-    d = np.linalg.norm(X, axis=1)
+    for t, y in zip(tags, snap(xyz.reshape(-1, 3)), strict=True):
+        gmsh.model.mesh.setNode(int(t), y.tolist(), [])
+
+
+def _morph(shape: RadialShape, R0: float, Rb: float) -> None:
+    """Move every surface-mesh node radially: particle onto r(d), binder blended to the fixed outer sphere.
+
+    The new positions use only IEEE arithmetic (meshing/detmath.py) and are put on the GRID_UM
+    grid before the 3D mesh is built.
+    """
+    tags, xyz, _ = gmsh.model.mesh.getNodes()
+    X = snap(xyz.reshape(-1, 3))
+    d = norm_rows(X)
     ok = d > 1e-12
     dirs = np.zeros_like(X)
     dirs[ok] = X[ok] / d[ok, None]
     r = np.full(len(X), R0)
     r[ok] = shape.radius(dirs[ok])
     new_d = np.where(d <= R0 * (1 + 1e-9), d * r / R0, r + (d - R0) * (Rb - r) / (Rb - R0))
-    Y = dirs * new_d[:, None]
+    Y = snap(dirs * new_d[:, None])
     Y[~ok] = X[~ok]
     for t, y in zip(tags, Y, strict=True):
         gmsh.model.mesh.setNode(int(t), y.tolist(), [])

@@ -2,8 +2,10 @@
 
 Bundle contents: ``mesh.msh`` (gmsh 4.1, physical groups = tags of meshing/tags.py),
 ``grains.csv`` (grain_id, seed_x_um, seed_y_um, seed_z_um, axis_x, axis_y, axis_z, volume_um3) and
-``mesh.json`` (counts, volumes, areas, quality, seed, settings, timings). Deterministic: the same
-settings and seeds give the same bundle. Serial (call on one rank); the solver distributes it.
+``mesh.json`` (counts, volumes, areas, quality, seed, settings, timings, content hash).
+Deterministic: the same settings and seeds give the same bundle (the same ``content_sha256``) on
+any x86-64 CPU, BLAS kernel and BLAS thread count (meshing/detmath.py). Serial (call on one rank);
+the solver distributes it.
 """
 
 from __future__ import annotations
@@ -16,11 +18,11 @@ from pathlib import Path
 
 import gmsh
 import numpy as np
-import scipy.linalg  # noqa: F401  (load SciPy's BLAS too, so that the thread limit below covers it)
-from threadpoolctl import threadpool_limits
 
 from ..errors import InputError
 from .assemble import assemble, mesh_quality
+from .detmath import cbrt, snap
+from .digest import bundle_digest
 from .shape import particle_shape
 from .tags import BINDER, GB, INTERFACE
 from .tessellation import tessellate, tessellate_faceted
@@ -58,16 +60,11 @@ def _group_measures(dim: int, tag: int, nodes) -> float:
 def build_bundle(geometry, out_dir: Path, *, verbose: bool = True) -> Path:
     """Mesh ``geometry`` (a :class:`solver.config.GeometryConfig`) into the bundle ``out_dir``.
 
-    BLAS runs on one thread here: the shape fit's least squares differ in the last digits with
-    the BLAS thread count, and the tessellation and B-rep amplify that into a different mesh
-    (demo: 25 809 tets with OPENBLAS_NUM_THREADS=1, 25 706 with 2), so that the same case gave
-    different bundles under ``make`` (OMP_NUM_THREADS=1) and without it.
+    No BLAS call and no CPU-dependent function feeds the geometry (meshing/detmath.py): with the
+    shape fit by ``np.linalg.lstsq`` the demo gave 25 673-25 903 tets depending on the OpenBLAS
+    kernel (benchmarks/results/mesh_determinism_before.json). gmsh ignores the user's option
+    files and runs on one thread.
     """
-    with threadpool_limits(limits=1, user_api="blas"):
-        return _build_bundle(geometry, out_dir, verbose=verbose)
-
-
-def _build_bundle(geometry, out_dir: Path, *, verbose: bool) -> Path:
     out = Path(out_dir)
     t0 = time.perf_counter()
     p, g, m = geometry.particle, geometry.grains, geometry.mesh
@@ -94,9 +91,11 @@ def _build_bundle(geometry, out_dir: Path, *, verbose: bool) -> Path:
         R0 = rmax = float(np.linalg.norm(faceted.points, axis=1).max())
     else:
         R0 = float(
-            np.mean(shape.radius(np.eye(3)))
-            if shape.is_sphere
-            else shape.volume_um3() ** (1 / 3) * (3 / (4 * np.pi)) ** (1 / 3)
+            snap(
+                shape.radius(np.eye(3))[0]
+                if shape.is_sphere
+                else cbrt(3.0 * shape.volume_um3() / (4.0 * np.pi))
+            )
         )
         rmax = float(shape.radius(np.random.default_rng(0).normal(size=(4000, 3))).max())
     if rmax >= Rb * 0.98:
@@ -121,8 +120,9 @@ def _build_bundle(geometry, out_dir: Path, *, verbose: bool) -> Path:
         tess = tessellate(shape, n, g.seed, R0=R0, min_edge=g.min_edge_um)
     t_tess = time.perf_counter() - t1
 
-    gmsh.initialize(interruptible=False)
+    gmsh.initialize(readConfigFiles=False, interruptible=False)
     try:
+        gmsh.option.setNumber("General.NumThreads", 1)
         gmsh.option.setNumber("General.Terminal", 1 if verbose else 0)
         gmsh.option.setNumber("General.Verbosity", 2)
         gmsh.model.add("polycrack")
@@ -209,6 +209,7 @@ def _build_bundle(geometry, out_dir: Path, *, verbose: bool) -> Path:
         "gb_area_um2": gb_area,
         "interface_area_um2": if_area,
         **qual,
+        "content_sha256": None,
         "timings_s": {
             "shape": t_shape,
             "tessellation": t_tess,
@@ -216,6 +217,8 @@ def _build_bundle(geometry, out_dir: Path, *, verbose: bool) -> Path:
             "total": time.perf_counter() - t0,
         },
     }
+    # the same hash means the same mesh, tags and grains.csv (meshing/digest.py)
+    info["content_sha256"] = bundle_digest(out)["bundle"]
     (out / "mesh.json").write_text(json.dumps(info, indent=1))
     if verbose:
         print(

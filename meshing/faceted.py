@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from .detmath import norm3
 
 
 def decimate(P: np.ndarray, tri: np.ndarray, target: int) -> tuple[np.ndarray, np.ndarray]:
@@ -33,7 +34,7 @@ def decimate(P: np.ndarray, tri: np.ndarray, target: int) -> tuple[np.ndarray, n
 def inside(points: np.ndarray, P: np.ndarray, tri: np.ndarray) -> np.ndarray:
     """Points strictly inside the closed triangle surface (odd number of crossings of a ray)."""
     d = np.array([0.5773, 0.5774, 0.5775])
-    d = d / np.linalg.norm(d)
+    d = d / norm3(d)
     A, B, C = P[tri[:, 0]], P[tri[:, 1]], P[tri[:, 2]]
     e1, e2 = B - A, C - A
     pvec = np.cross(d, e2)
@@ -46,7 +47,7 @@ def inside(points: np.ndarray, P: np.ndarray, tri: np.ndarray) -> np.ndarray:
         tvec = Q[:, None, :] - A[None]
         u = np.einsum("qtj,tj->qt", tvec, pvec) * inv
         qvec = np.cross(tvec, e1[None])
-        v = (qvec @ d) * inv
+        v = (qvec[..., 0] * d[0] + qvec[..., 1] * d[1] + qvec[..., 2] * d[2]) * inv
         t = np.einsum("qtj,tj->qt", qvec, e2) * inv
         hit = ok & (u >= 0) & (v >= 0) & (u + v <= 1) & (t > 0)
         out[s : s + 256] = hit.sum(axis=1) % 2 == 1

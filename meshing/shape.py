@@ -14,40 +14,82 @@ that is reported as an error naming the fraction of such rays.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
-from scipy.special import sph_harm_y
 
 from ..errors import InputError
+from .detmath import cbrt, lstsq, norm_rows, snap
+
+# cos and sin of the golden-angle step pi (1 + sqrt 5) and of half of it (fixed literals, so
+# that the directions come from + - * / and sqrt only; see meshing/detmath.py)
+_GOLDEN_COS, _GOLDEN_SIN = -0.7373688780783203, -0.6754902942615232
+_HALF_COS, _HALF_SIN = 0.3623748900804798, -0.9320324238132277
+
+
+@lru_cache(maxsize=8)
+def _fibonacci(n: int) -> np.ndarray:
+    c, s = _HALF_COS, _HALF_SIN
+    cs = np.empty((n, 2))
+    for k in range(n):
+        cs[k] = c, s
+        c, s = c * _GOLDEN_COS - s * _GOLDEN_SIN, c * _GOLDEN_SIN + s * _GOLDEN_COS
+    z = 1.0 - 2.0 * (np.arange(n) + 0.5) / n
+    rho = np.sqrt(1.0 - z * z)
+    d = np.column_stack([rho * cs[:, 0], rho * cs[:, 1], z])
+    d = d / norm_rows(d)[:, None]
+    d.setflags(write=False)
+    return d
 
 
 def fibonacci_directions(n: int) -> np.ndarray:
-    """n nearly uniform unit vectors, (n, 3)."""
-    i = np.arange(n) + 0.5
-    z = 1.0 - 2.0 * i / n
-    r = np.sqrt(1.0 - z * z)
-    phi = np.pi * (1.0 + 5**0.5) * i
-    return np.column_stack([r * np.cos(phi), r * np.sin(phi), z])
+    """n nearly uniform unit vectors, (n, 3): the Fibonacci spiral, azimuths by complex rotation."""
+    return _fibonacci(int(n)).copy()
+
+
+@lru_cache(maxsize=4)
+def _sh_constants(lmax: int) -> tuple[float, ...]:
+    """sqrt((2l+1)/(4 pi) (l-m)!/(l+m)!) (times sqrt 2 for m > 0), m >= 0, index l^2 + l + m."""
+    out = [0.0] * (lmax + 1) ** 2
+    for l in range(lmax + 1):
+        for m in range(l + 1):
+            v = (2 * l + 1) * math.factorial(l - m) / math.factorial(l + m) / (4.0 * math.pi)
+            out[l * l + l + m] = math.sqrt(v) * (math.sqrt(2.0) if m else 1.0)
+    return tuple(out)
 
 
 def _real_sh_basis(dirs: np.ndarray, lmax: int) -> np.ndarray:
-    """Real spherical harmonics up to lmax at unit vectors, (n, (lmax+1)^2)."""
-    theta = np.arccos(np.clip(dirs[:, 2], -1, 1))
-    phi = np.arctan2(dirs[:, 1], dirs[:, 0])
-    cols = []
-    for l in range(lmax + 1):
-        for m in range(-l, l + 1):
-            y = sph_harm_y(l, abs(m), theta, phi)
-            if m < 0:
-                cols.append(np.sqrt(2) * (-1) ** m * y.imag)
-            elif m == 0:
-                cols.append(y.real)
+    """Real spherical harmonics up to lmax at unit vectors, (n, (lmax+1)^2), column l^2 + l + m.
+
+    Y_l0 = N_l0 P_l(z); for m > 0 Y_l,+-m = sqrt2 N_lm P_l^m(z) {cos, sin}(m phi) with P_l^m
+    without the Condon-Shortley phase (the real form of SciPy's ``sph_harm_y``, to 1e-14).
+    Computed as polynomials in x, y, z: P_l^m(z) / sin^m by the three-term recurrence in l and
+    sin^m (cos, sin)(m phi) = (x + i y)^m, so only + - * / and sqrt are used (detmath.py).
+    """
+    d = np.asarray(dirs, dtype=float).reshape(-1, 3)
+    x, y, z = d[:, 0], d[:, 1], d[:, 2]
+    N = _sh_constants(lmax)
+    out = np.empty((len(d), (lmax + 1) ** 2))
+    cm, sm = np.ones(len(d)), np.zeros(len(d))  # (x + i y)^m
+    for m in range(lmax + 1):
+        if m > 0:
+            cm, sm = x * cm - y * sm, x * sm + y * cm
+        q_prev = np.zeros(len(d))
+        q = np.full(len(d), float(math.prod(range(1, 2 * m, 2))))  # P_m^m / sin^m = (2m-1)!!
+        for l in range(m, lmax + 1):
+            if l > m:
+                q, q_prev = ((2 * l - 1) * z * q - (l + m - 1) * q_prev) / (l - m), q
+            base = N[l * l + l + m] * q
+            if m == 0:
+                out[:, l * l + l] = base
             else:
-                cols.append(np.sqrt(2) * (-1) ** m * y.real)
-    return np.column_stack(cols)
+                out[:, l * l + l + m] = base * cm
+                out[:, l * l + l - m] = base * sm
+    return out
 
 
 @dataclass
@@ -67,10 +109,15 @@ class RadialShape:
         return cls(c, 0, "sphere")
 
     def radius(self, dirs: np.ndarray) -> np.ndarray:
-        """r(d) in µm for unit vectors (n, 3)."""
+        """r(d) in µm for directions (n, 3) (normalised here), the same bits on every machine."""
         d = np.asarray(dirs, dtype=float).reshape(-1, 3)
-        d = d / np.linalg.norm(d, axis=1)[:, None]
-        return _real_sh_basis(d, self.lmax) @ self.coefficients
+        d = d / norm_rows(d)[:, None]
+        B = _real_sh_basis(d, self.lmax)
+        c = np.asarray(self.coefficients, dtype=float)
+        r = B[:, 0] * c[0]
+        for k in range(1, len(c)):
+            r += B[:, k] * c[k]
+        return r
 
     @property
     def is_sphere(self) -> bool:
@@ -79,10 +126,10 @@ class RadialShape:
     def volume_um3(self, n: int = 20000) -> float:
         """Volume enclosed by r(d): (4π/3) mean(r^3) over uniform directions."""
         r = self.radius(fibonacci_directions(n))
-        return 4.0 * np.pi / 3.0 * float(np.mean(r**3))
+        return 4.0 * math.pi / 3.0 * (math.fsum((r * r * r).tolist()) / n)
 
     def equivalent_diameter_um(self) -> float:
-        return 2.0 * (3.0 * self.volume_um3() / (4.0 * np.pi)) ** (1.0 / 3.0)
+        return 2.0 * cbrt(3.0 * self.volume_um3() / (4.0 * math.pi))
 
 
 def synthetic_ct_volume(
@@ -138,7 +185,7 @@ def fit_radial(
     idx = np.argwhere(mask)
     c = idx.mean(axis=0)
     dirs = fibonacci_directions(n_rays)
-    rmax = float(np.linalg.norm(mask.shape)) * 0.5
+    rmax = math.sqrt(sum(s * s for s in mask.shape)) * 0.5
     steps = np.arange(0.0, rmax, 0.25)
     pts = c[None, None, :] + dirs[:, None, :] * steps[None, :, None]
     inside = ndimage.map_coordinates(
@@ -154,10 +201,19 @@ def fit_radial(
         )
     last = np.array([np.flatnonzero(row)[-1] if row.any() else 0 for row in inside])
     r = (steps[last] + 0.125) * voxel_um
-    B = _real_sh_basis(dirs, lmax)
-    coef, *_ = np.linalg.lstsq(B, r, rcond=None)
-    rms = float(np.sqrt(np.mean((B @ coef - r) ** 2)))
+    coef, rms = fit_sh(dirs, r, lmax)
     return RadialShape(coef, lmax, "ct", rms, float(mask.sum()) * voxel_um**3)
+
+
+def fit_sh(dirs: np.ndarray, r: np.ndarray, lmax: int) -> tuple[np.ndarray, float]:
+    """Least-squares real-SH coefficients of radii ``r`` (µm) at unit ``dirs``, on the GRID_UM grid.
+
+    Machine-independent (meshing/detmath.py): the same coefficients under any BLAS or CPU.
+    Returns the coefficients and the rms residual (µm).
+    """
+    coef = snap(lstsq(_real_sh_basis(dirs, lmax), r))
+    resid = RadialShape(coef, lmax).radius(dirs) - r
+    return coef, math.sqrt(math.fsum((resid * resid).tolist()) / len(r))
 
 
 def load_ct(path: Path, raw_shape=None, raw_dtype=None) -> np.ndarray:
@@ -196,7 +252,7 @@ def particle_shape(particle, lmax: int = 12) -> RadialShape:
         shape.kind = "synthetic"
         # rescale to the requested equivalent diameter
         s = particle.diameter_um / shape.equivalent_diameter_um()
-        shape.coefficients *= s
+        shape.coefficients = snap(shape.coefficients * s)
         shape.fit_rms_um *= s
         return shape
     if particle.source == "ct":

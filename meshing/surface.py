@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .shape import RadialShape, _real_sh_basis, fibonacci_directions
+from .shape import RadialShape, fibonacci_directions, fit_sh
 
 
 def read_triangles(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -97,9 +97,7 @@ def surface_shape(path: Path, lmax: int = 12, n_rays: int = 3000, scale: float =
             "the radial-morph route cannot mesh it"
         )
     keep = nhit >= 1
-    Bm = _real_sh_basis(dirs[keep], lmax)
-    coef, *_ = np.linalg.lstsq(Bm, r[keep], rcond=None)
-    rms = float(np.sqrt(np.mean((Bm @ coef - r[keep]) ** 2)))
+    coef, rms = fit_sh(dirs[keep], r[keep], lmax)
     shape = RadialShape(coef, lmax, "surface", rms, None)
     shape.surface_volume_um3 = abs(vol)
     return shape

@@ -25,6 +25,7 @@ import numpy as np
 from scipy import sparse
 from scipy.spatial import Voronoi, cKDTree
 
+from .detmath import cbrt, norm3, norm_rows, snap
 from .shape import RadialShape
 
 
@@ -46,7 +47,7 @@ def sample_seeds(shape: RadialShape, n: int, rng: np.random.Generator) -> np.nda
     out: list[np.ndarray] = []
     while sum(len(o) for o in out) < n:
         p = rng.uniform(-rmax, rmax, size=(4 * n, 3))
-        d = np.linalg.norm(p, axis=1)
+        d = norm_rows(p)
         ok = d > 1e-9
         p, d = p[ok], d[ok]
         p = p[d < shape.radius(p / d[:, None])]
@@ -56,14 +57,13 @@ def sample_seeds(shape: RadialShape, n: int, rng: np.random.Generator) -> np.nda
 
 def to_reference(points: np.ndarray, shape: RadialShape, R0: float) -> np.ndarray:
     """Map particle points radially into the reference sphere of radius R0."""
-    d = np.linalg.norm(points, axis=1)
-    return points * (R0 / shape.radius(points / d[:, None]))[:, None]
+    return points * (R0 / shape.radius(points))[:, None]
 
 
 def uniform_axes(n: int, rng: np.random.Generator) -> np.ndarray:
     """n unit vectors uniform on the sphere (normalised Gaussian samples)."""
     a = rng.normal(size=(n, 3))
-    return a / np.linalg.norm(a, axis=1)[:, None]
+    return a / norm_rows(a)[:, None]
 
 
 def _mirrored(seeds: np.ndarray, B: float) -> np.ndarray:
@@ -209,7 +209,7 @@ def regularise(
     """
     n = len(ref)
     m = 7 * n
-    spacing = R0 * (4.0 / 3.0 * np.pi / n) ** (1.0 / 3.0)
+    spacing = R0 * cbrt(4.0 / 3.0 * np.pi / n)
     reach = 4.0 * spacing
     vor, rp = _diagram(ref, R0, tol, reach)
     per = _ridge_defects(vor, n, R0, tol, surface)
@@ -225,8 +225,8 @@ def regularise(
         moves: list[np.ndarray] = []
         for k in bad[rng.permutation(len(bad))]:
             nb = N0.indices[N0.indptr[k] : N0.indptr[k + 1]]
-            p = ref[k] + rng.normal(0.0, step * spacing, 3)
-            if blocked[nb].any() or np.linalg.norm(p) > 0.97 * R0:
+            p = snap(ref[k] + rng.normal(0.0, step * spacing, 3))
+            if blocked[nb].any() or norm3(p) > 0.97 * R0:
                 continue
             if inside is not None and not inside(p[None])[0]:
                 continue
@@ -280,15 +280,14 @@ def tessellate(
     rng = np.random.default_rng(seed)
     seeds = sample_seeds(shape, n, rng)
     axes = uniform_axes(n, np.random.default_rng([seed, 1]))
-    ref = to_reference(seeds, shape, R0)
+    ref = snap(to_reference(seeds, shape, R0))
     ref, _, _ = regularise(
         ref, R0, min_edge, np.random.default_rng([seed, 2]), max_batches=max_batches
     )
     vor = Voronoi(_mirrored(ref, 1.25 * R0))
     count, _ = _defects(vor, n, R0, min_edge)
     # the real seeds follow the regularised reference seeds
-    d = np.linalg.norm(ref, axis=1)
-    seeds = ref * (shape.radius(ref / d[:, None]) / R0)[:, None]
+    seeds = snap(ref * (shape.radius(ref) / R0)[:, None])
     return Tessellation(seeds, ref, vor, axes, R0, count)
 
 
@@ -349,7 +348,7 @@ def _clear_facet_edges(
     n = len(seeds)
     S, eid, ds = edge_samples(P, tri, tol / 3.0)
     dist, lab = cKDTree(_mirrored(seeds, 1.25 * R0)).query(S)
-    spacing = (4.0 / 3.0 * np.pi * R0**3 / n) ** (1.0 / 3.0)
+    spacing = cbrt(4.0 / 3.0 * np.pi * R0 * R0 * R0 / n)
     reach = 4.0 * spacing
 
     def surface_count(vor: Voronoi, lab_: np.ndarray) -> tuple[int, np.ndarray, int]:

@@ -129,8 +129,8 @@ def test_same_seed_same_bundle(tmp_path):
 
 @pytest.mark.serial
 def test_bundle_independent_of_blas_threads(tmp_path):
-    """The shape fit's least squares differ in the last digits with the BLAS thread count and
-    the tessellation amplifies that (without the limit in build_bundle these grains differ)."""
+    """In-process: the same bundle with 1 and 2 BLAS threads (no BLAS call feeds the geometry,
+    meshing/detmath.py; tests/test_mesh_determinism.py also varies the OpenBLAS kernel)."""
     from threadpoolctl import threadpool_limits
 
     geo = _geo("synthetic", count=6, h=1.6, shape_seed=3)
