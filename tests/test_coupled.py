@@ -353,3 +353,72 @@ def test_staggered_solve_stops_between_sweeps_on_request():
     assert not res.converged and res.message == "staggered interrupted"
     assert res.sweeps == 3 and len(asked) == 3
     assert np.all(phi == 0.0)  # back at the committed state
+
+
+def _numpy_crack_area(phi, gamma, l_um, center, radius_um, shells):
+    """Γ_l, its GB part and Γ_l per shell of P1 fields, in numpy on the owned cells (summed over
+    ranks): Γ_l exactly from the P1 mass formula int phi^2 = vol/20 (sum phi_i^2 + (sum phi_i)^2)
+    and the cellwise gradient; the GB part and the shells with the degree-2 basix rule and the
+    indicators [h >= 0.5], h = (1 - gamma)^2, and lo <= r/R_p < hi at its points."""
+    import basix
+
+    V, Vg = phi.function_space, gamma.function_space
+    n = V.mesh.topology.index_map(3).size_local
+    dofs, gdofs = V.dofmap.list[:n], Vg.dofmap.list[:n]
+    X = V.tabulate_dof_coordinates()[dofs]  # (n, 4, 3), dof i at reference vertex i
+    np.testing.assert_array_equal(X, Vg.tabulate_dof_coordinates()[gdofs])
+    p, g = phi.x.array[dofs], gamma.x.array[gdofs]
+    J = np.transpose(X[:, 1:] - X[:, :1], (0, 2, 1))  # columns: edges from vertex 0
+    det = np.abs(np.linalg.det(J))
+    grad = np.linalg.solve(np.transpose(J, (0, 2, 1)), (p[:, 1:] - p[:, :1])[..., None])[..., 0]
+    grad2 = np.einsum("ci,ci->c", grad, grad)
+    mass = det / 6 / 20 * ((p * p).sum(1) + p.sum(1) ** 2)
+    area = float(np.sum(mass / (2 * l_um) + 0.5 * l_um * det / 6 * grad2))
+    pts, wts = basix.make_quadrature(basix.CellType.tetrahedron, 2)
+    lam = np.column_stack([1 - pts.sum(1), pts])  # (q, 4) barycentric
+    pq, gq = p @ lam.T, g @ lam.T  # (n, q)
+    xq = np.einsum("qi,cij->cqj", lam, X)
+    dens = pq**2 / (2 * l_um) + 0.5 * l_um * grad2[:, None]
+    w = dens * wts[None, :] * det[:, None]
+    gb = float(np.sum(w * ((1 - gq) ** 2 >= 0.5)))
+    rr = np.linalg.norm(xq - np.asarray(center)[:3], axis=2) / radius_um
+    per_shell = []
+    for k in range(len(shells) - 1):
+        ind = (rr >= shells[k]) & ((rr < shells[k + 1]) if k < len(shells) - 2 else True)
+        per_shell.append(float(np.sum(w * ind)))
+    comm = MPI.COMM_WORLD
+    return (
+        comm.allreduce(area, op=MPI.SUM),
+        comm.allreduce(gb, op=MPI.SUM),
+        [comm.allreduce(s, op=MPI.SUM) for s in per_shell],
+    )
+
+
+def test_crack_area_columns_match_a_numpy_evaluation(mpi_tmp_path):
+    """After 18 accepted steps of the coupled case (phi_max ~ 1, the first phi >= 0.95): the
+    crack_area_um2 and crack_area_gb_share of timeseries.csv and the per-shell Γ_l of
+    radial_damage.csv equal an independent numpy evaluation of the P1 phase field and gamma of
+    that state (l = fracture.l_m in µm), to 1e-10 relative; the shells sum to Γ_l."""
+    from polycrack.post.metrics import RADIAL_SHELLS
+
+    comm = MPI.COMM_WORLD
+    out = mpi_tmp_path / "run"
+    rc = resolve_case(CASE, None)
+    run = CoupledRun(rc, out, comm, dom=_domain(comm), verbose=False, stop_after_steps=18)
+    rec = run.run()
+    assert rec["status"] == "interrupted"
+    pb = run.problem
+    l_um = rc.params.fracture.l_m * 1e6
+    area, gb, shells = _numpy_crack_area(
+        pb.blocks.phi, pb.blocks.gamma, l_um, pb.dom.center, pb.dom.radius_um, RADIAL_SHELLS
+    )
+    ts = read_table(out / "timeseries.csv")
+    rd = read_table(out / "radial_damage.csv")
+    assert ts["step"][-1] == 18 and area > 10.0 and 0.0 < gb < area
+    assert abs(ts["crack_area_um2"][-1] / area - 1) <= 1e-10
+    assert abs(ts["crack_area_gb_share"][-1] / (gb / area) - 1) <= 1e-10
+    names = [c for c in rd if c.startswith("crack_area_")]
+    assert len(names) == len(shells) == len(RADIAL_SHELLS) - 1
+    for name, s in zip(names, shells, strict=True):
+        assert abs(rd[name][-1] - s) <= 1e-10 * area, name
+    assert abs(sum(rd[c][-1] for c in names) / area - 1) <= 1e-10

@@ -36,13 +36,45 @@ def _run_dir(tmp_path, n=20):
     return d
 
 
-def test_plot_writes_all_figures(tmp_path):
+def _add_crack_area(d):
+    """Add crack_area_um2, crack_area_gb_share beside damage_fraction and Γ_l per shell, as a run
+    writes them now."""
+    lines = (d / "timeseries.csv").read_text().splitlines()
+    out = []
+    for i, ln in enumerate(lines):
+        c = ln.split(",")
+        c[13:13] = (
+            ["crack_area_um2", "crack_area_gb_share"] if i == 0 else [f"{2.0 * (i - 1)}", "0.7"]
+        )
+        out.append(",".join(c))
+    (d / "timeseries.csv").write_text("\n".join(out) + "\n")
+    lines = (d / "radial_damage.csv").read_text().splitlines()
+    shells = [s.removeprefix("shell_") for s in lines[0].split(",")[3:]]
+    lines[0] += "," + ",".join(f"crack_area_{s}_um2" for s in shells)
+    lines[1:] = [ln + ",1.0,2.0,3.0,4.0" for ln in lines[1:]]
+    (d / "radial_damage.csv").write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("crack_area", [False, True])
+def test_plot_writes_all_figures(tmp_path, crack_area):
+    """Tables with and without the crack-area columns (older runs): the same four figures; with
+    them damage.png and radial_damage.png get a second panel (wider image)."""
     d = _run_dir(tmp_path)
+    if crack_area:
+        _add_crack_area(d)
     paths = plot_run(d)
     names = sorted(p.name for p in paths)
     assert names == ["damage.png", "radial_damage.png", "strains.png", "voltage.png"]
     assert all(p.stat().st_size > 10_000 for p in paths)
-    assert np.isnan(read_table(d / "timeseries.csv")["damage_gb_share"][0])
+    ts = read_table(d / "timeseries.csv")
+    assert np.isnan(ts["damage_gb_share"][0])
+    import matplotlib.image as mpimg
+
+    for name in ("damage.png", "radial_damage.png"):
+        width = mpimg.imread(d / "figures" / name).shape[1]
+        assert (width > 1000) == crack_area, (name, width)
+    if crack_area:
+        assert ts["crack_area_um2"][3] == 6.0 and ts["phi_max"][10] == 1.0
 
 
 def test_plot_cli_and_errors(tmp_path, capsys):
@@ -69,8 +101,16 @@ def test_fig5_panels_and_landmarks(tmp_path):
     fig5_panels, landmarks = fig5.fig5_panels, fig5.landmarks
 
     d = _run_dir(tmp_path)
+    _add_crack_area(d)
     lm = landmarks(d)
     assert lm["onset"]["step"] == 10 and lm["onset"]["phi_max"] >= 0.95
+    assert lm["onset"]["crack_area_um2"] == 20.0 and lm["onset"]["crack_area_gb_share"] == 0.7
+    assert set(lm["onset"]["radial_damage_fraction"]) == {
+        "0.00_0.25",
+        "0.25_0.50",
+        "0.50_0.75",
+        "0.75_1.00",
+    }
     assert lm["end"]["step"] == 19 and lm["at_voltage"]["4.00"]["voltage_V"] >= 4.0 - 1e-3
     paths = fig5_panels(d, tmp_path / "f5")
     assert sorted(paths) == ["a", "b", "c", "d"]

@@ -15,7 +15,8 @@ from polycrack.workflow.exports import TIMESERIES_COLUMNS, TimeSeriesWriter
 
 REQUIRED = (
     "step, time_s, dt_s, voltage_V, current_A, capacity_mAh_g, x_avg, x_surf_min, x_surf_max, "
-    "eps_a, eps_c, damage_fraction, damage_gb_share, phi_max, sigma1_max_Pa, newton_iterations"
+    "eps_a, eps_c, damage_fraction, damage_gb_share, crack_area_um2, crack_area_gb_share, phi_max, "
+    "sigma1_max_Pa, newton_iterations"
 ).split(", ")
 
 
@@ -53,6 +54,7 @@ def test_polycrack_run_writes_run_directory(mpi_tmp_path):
     assert np.allclose(ts["x_avg"][cc], x0 - 0.2 * ts["time_s"][cc] / 3600, atol=1e-9)
     assert abs(ts["voltage_V"][cc][-1] - 3.8) <= 1e-4
     assert np.all(np.isnan(ts["damage_fraction"])) and np.all(np.isnan(ts["sigma1_max_Pa"]))
+    assert np.all(np.isnan(ts["crack_area_um2"])) and np.all(np.isnan(ts["crack_area_gb_share"]))
     rest = ts["protocol_step"] == 2
     assert np.allclose(ts["current_A"][rest], 0.0, atol=1e-17)  # 1e-8 of the 1C current
     assert np.all(np.isfinite(ts["eps_a"])) and np.all(ts["capacity_mAh_g"] >= 0)
@@ -92,3 +94,26 @@ def test_timeseries_rows_are_durable(tmp_path):
     with pytest.raises(KeyError):
         w.append({"stepp": 2})
     w.close()
+
+
+@pytest.mark.serial
+def test_timeseries_resume_moves_an_older_header_by_name(tmp_path):
+    """Restarting into a timeseries.csv written with other columns (before crack_area_um2 was
+    added beside damage_fraction): the file is rewritten under the current header with every
+    cell under its own column name and the new columns empty, so appended rows line up."""
+    old = [c for c in TIMESERIES_COLUMNS if not c.startswith("crack_area")]
+    path = tmp_path / "ts.csv"
+    row = {c: str(i) for i, c in enumerate(old)}
+    path.write_text(",".join(old) + "\n" + ",".join(row[c] for c in old) + "\n")
+    w = TimeSeriesWriter(path, resume=True)
+    w.append({"step": 99, "crack_area_um2": 1.5, "phi_max": 0.5})
+    w.close()
+    t = read_table(path)
+    assert list(t) == list(TIMESERIES_COLUMNS)
+    for c in old:
+        assert t[c][0] == float(row[c]), c
+    assert np.isnan(t["crack_area_um2"][0]) and t["crack_area_um2"][1] == 1.5
+    assert t["phi_max"][1] == 0.5 and t["step"][1] == 99
+    w = TimeSeriesWriter(path, resume=True)  # same header: left alone
+    w.close()
+    assert len(read_table(path)["step"]) == 2

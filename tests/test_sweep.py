@@ -139,7 +139,7 @@ def test_local_runner_skips_finished_and_restarts(tmp_path, monkeypatch):
         code = (
             "import json,sys,pathlib; d=pathlib.Path(sys.argv[1]); d.mkdir(parents=True, exist_ok=True);"
             "(d/'run.json').write_text(json.dumps({'status':'finished','wall_time_s':1.0}));"
-            "(d/'timeseries.csv').write_text('step,time_s,voltage_V,capacity_mAh_g,damage_fraction\\n0,0,3.6,0,0\\n1,3600,4.5,5,0.01\\n')"
+            "(d/'timeseries.csv').write_text('step,time_s,voltage_V,capacity_mAh_g,damage_fraction,crack_area_um2,crack_area_gb_share\\n0,0,3.6,0,0,0.5,0.9\\n1,1800,4.2,3,0.002,4.0,0.85\\n2,3600,4.5,5,0.01,7.5,0.8\\n')"
         )
         return [sys.executable, "-c", code, str(case.run_dir)]
 
@@ -162,6 +162,17 @@ def test_local_runner_skips_finished_and_restarts(tmp_path, monkeypatch):
     out = sw.collect(root, log=lambda *_: None)
     text = out.read_text()
     assert text.count("\n") == 5 and "final_damage_fraction" in text
+    import csv
+
+    rows = list(csv.DictReader(text.splitlines()))
+    done = [r for r in rows if r["final_crack_area_um2"]]
+    assert len(done) == 3  # the cases run here (the one finished before has no table)
+    for r in done:
+        assert (
+            float(r["final_crack_area_um2"]) == 7.5 and float(r["final_crack_area_gb_share"]) == 0.8
+        )
+        assert float(r["onset_voltage_V"]) == 4.2 and float(r["crack_area_at_onset_um2"]) == 4.0
+        assert float(r["crack_area_at_vmax_um2"]) == 7.5
     assert (root / "overlay.png").stat().st_size > 5000
 
 

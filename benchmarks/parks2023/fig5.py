@@ -43,8 +43,8 @@ def landmarks(run_dir: Path, voltages=(4.0, 4.2, 4.5)) -> dict:
     shells = [k for k in rd if k.startswith("shell_")]
     keys = (
         "step", "time_s", "voltage_V", "current_A", "capacity_mAh_g", "x_avg", "x_surf_min",
-        "x_surf_max", "eps_a", "eps_c", "damage_fraction", "damage_gb_share", "phi_max",
-        "sigma1_max_Pa",
+        "x_surf_max", "eps_a", "eps_c", "damage_fraction", "damage_gb_share", "crack_area_um2",
+        "crack_area_gb_share", "phi_max", "sigma1_max_Pa",
     )  # fmt: skip
 
     def radial_at(step: float) -> dict | None:

@@ -12,6 +12,8 @@ Blocks for the coupled solver:
 * :func:`phase_field_residual` - F_phi on the submesh:
   int Gc/l phi q + Gc l grad phi . grad q - 2 (1 - phi) D q dx, with D = max(H, psi+(u, x))
   (implicit driving force, u pulled from the parent) or D = H (staggered, lagged).
+* :func:`crack_surface_density` - the AT2 crack-surface density whose integral Γ_l is the crack
+  area (µm²), the mesh-objective damage measure of ``timeseries.csv`` (``crack_area_um2``).
 * :func:`effective_gb_toughness`, :func:`fracture_summary` - 1D minimisation for G_eff and the AT2
   strengths, as a dict for run.json.
 """
@@ -31,6 +33,8 @@ from . import materials as mat
 
 __all__ = [
     "HistoryField",
+    "crack_energy",
+    "crack_surface_density",
     "effective_gb_toughness",
     "fracture_summary",
     "gb_indicator",
@@ -156,11 +160,24 @@ def phase_field_residual(phi, q, drive, Gc, l: float, dx=None, viscous=None):
     return F
 
 
+def crack_surface_density(phi, l: float):
+    """AT2 crack-surface density phi^2/(2l) + (l/2)|grad phi|^2 (1/µm; UFL), docs/model.md §5.
+
+    Its integral Γ_l over the particle is the crack area in µm² (a fully broken planar crack of
+    cross-section A has Γ_l = A for any l and h -> 0), so Gc Γ_l is the dissipated energy.
+
+    Args:
+        phi: the phase field (UFL, on the particle submesh).
+        l: the phase-field length (µm).
+    """
+    return phi**2 / (2.0 * l) + 0.5 * l * ufl.inner(ufl.grad(phi), ufl.grad(phi))
+
+
 def crack_energy(phi, Gc, l: float, dx=None):
-    """Dissipated energy int Gc/2 (phi^2/l + l |grad phi|^2) dx (GPa µm^3 in 3D, per area in 1D)."""
+    """Dissipated energy int Gc (phi^2/(2l) + (l/2)|grad phi|^2) dx (GPa µm^3 in 3D, per area in 1D)."""
     if dx is None:
         dx = ufl.dx(domain=phi.function_space.mesh)
-    return 0.5 * Gc * (phi**2 / l + l * ufl.inner(ufl.grad(phi), ufl.grad(phi))) * dx
+    return Gc * crack_surface_density(phi, l) * dx
 
 
 # ---------------------------------------------------------------------------------------------

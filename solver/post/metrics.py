@@ -1,4 +1,4 @@
-"""Post-processing on any state: max principal stress, damaged volume, GB share, radial damage.
+"""Post-processing on any state: max principal stress, damaged volume, crack area, GB share, radial damage.
 
 Units: stresses in GPa internally (``sigma1_max_Pa`` converted), lengths in µm. Every number
 returned is a global (MPI-summed) value, identical on all ranks.
@@ -13,7 +13,7 @@ from dolfinx import fem
 from mpi4py import MPI
 
 from .. import units
-from ..physics.fracture import gb_indicator
+from ..physics.fracture import crack_surface_density, gb_indicator
 from ..physics.mechanics import ParticleDomain, principal_values
 
 __all__ = [
@@ -74,12 +74,18 @@ def average_tensor(expr, dx, comm, entity_maps=None, weight=None) -> np.ndarray:
 
 
 class DamageMetrics:
-    """Damaged volume fraction (phi >= threshold), its GB share (h >= h_threshold), radial shells.
+    """Damaged volume fraction (phi >= threshold), crack area Γ_l, their GB shares, radial shells.
 
     Indicators are integrated at the quadrature points of a degree-``degree`` rule on the
     particle submesh (degree 2: 4 interior points per tet; basix degree-4 rules have points on
     edges, where a threshold indicator is biased). Shells are r/R_p in ``shells`` (the last one open-ended, for non-spherical
     particles), with r measured from ``dom.center`` and R_p = ``dom.radius_um``.
+
+    With the phase-field length ``l`` (µm) it also reports the AT2 crack area
+    Γ_l = int phi^2/(2l) + (l/2)|grad phi|^2 dV (µm², exact for P1 phi with the degree-2 rule), the
+    share of Γ_l whose density sits where h = (1 - gamma)^2 >= ``h_threshold`` (the indicator of
+    ``damage_gb_share``, at the same quadrature points) and Γ_l per shell. All forms are compiled
+    here once; :meth:`compute` only assembles (collective).
     """
 
     def __init__(
@@ -91,6 +97,7 @@ class DamageMetrics:
         h_threshold: float = 0.5,
         shells: tuple[float, ...] = RADIAL_SHELLS,
         degree: int = 2,
+        l: float | None = None,
     ):
         self.dom = dom
         self.phi = phi
@@ -100,10 +107,15 @@ class DamageMetrics:
         one = fem.Constant(sm, 1.0)
         self.f_vol = fem.form(one * dx)
         self.f_dmg = fem.form(dmg * dx)
+        crack = crack_surface_density(phi, l) if l is not None else None
+        self.f_crack = fem.form(crack * dx) if crack is not None else None
+        self.f_crack_gb = None
         if gamma is not None:
             on_gb = ufl.conditional(ufl.ge(gb_indicator(gamma), h_threshold), 1.0, 0.0)
             self.f_gb = fem.form(dmg * on_gb * dx)
             self.f_phi_gb = fem.form(phi * on_gb * dx)
+            if crack is not None:
+                self.f_crack_gb = fem.form(crack * on_gb * dx)
         else:
             self.f_gb = None
         self.f_phi = fem.form(phi * dx)
@@ -111,7 +123,7 @@ class DamageMetrics:
         c = ufl.as_vector([float(ci) for ci in dom.center[: sm.geometry.dim]])
         rr = ufl.sqrt(ufl.inner(X - c, X - c)) / dom.radius_um
         self.shells = tuple(shells)
-        self.f_shell, self.f_shell_dmg = [], []
+        self.f_shell, self.f_shell_dmg, self.f_shell_crack = [], [], []
         for k in range(len(shells) - 1):
             lo, hi = shells[k], shells[k + 1]
             ind = ufl.conditional(ufl.ge(rr, lo), 1.0, 0.0)
@@ -119,19 +131,32 @@ class DamageMetrics:
                 ind = ind * ufl.conditional(ufl.lt(rr, hi), 1.0, 0.0)
             self.f_shell.append(fem.form(ind * dx))
             self.f_shell_dmg.append(fem.form(ind * dmg * dx))
+            if crack is not None:
+                self.f_shell_crack.append(fem.form(ind * crack * dx))
         self.volume = _global(sm.comm, self.f_vol)
         self.shell_volumes = [_global(sm.comm, f) for f in self.f_shell]
 
     def compute(self) -> dict:
         """damage_fraction, damage_gb_share, phi_max, phi_mean, damage_gb_share_phi_weighted
         (int phi [h >= 0.5] / int phi, defined before any phi >= 0.95), radial_damage_fraction (per
-        shell volume), radial_damage_share (per total damaged volume)."""
+        shell volume), radial_damage_share (per total damaged volume); with ``l``: crack_area_um2
+        (Γ_l, µm²), crack_area_gb_share (int [h >= 0.5] Γ_l density / Γ_l; NaN without gamma or when
+        Γ_l = 0) and radial_crack_area_um2 (Γ_l per shell, summing to Γ_l)."""
         comm = self.dom.submesh.comm
         vd = _global(comm, self.f_dmg)
         vgb = _global(comm, self.f_gb) if self.f_gb is not None else 0.0
         shell_d = [_global(comm, f) for f in self.f_shell_dmg]
         vphi = _global(comm, self.f_phi)
         vphi_gb = _global(comm, self.f_phi_gb) if self.f_gb is not None else 0.0
+        crack = {}
+        if self.f_crack is not None:
+            area = _global(comm, self.f_crack)
+            area_gb = _global(comm, self.f_crack_gb) if self.f_crack_gb is not None else np.nan
+            crack = {
+                "crack_area_um2": area,
+                "crack_area_gb_share": (area_gb / area) if area > 0 else float("nan"),
+                "radial_crack_area_um2": [_global(comm, f) for f in self.f_shell_crack],
+            }
         return {
             "damage_fraction": vd / self.volume,
             "damage_gb_share": (vgb / vd) if vd > 0 else float("nan"),
@@ -142,6 +167,7 @@ class DamageMetrics:
                 d / v if v > 0 else 0.0 for d, v in zip(shell_d, self.shell_volumes, strict=True)
             ],
             "radial_damage_share": [d / vd if vd > 0 else 0.0 for d in shell_d],
+            **crack,
         }
 
 

@@ -1,8 +1,9 @@
 """Figures of a run directory (``polycrack plot DIR``), from its CSV tables only.
 
 Reads ``timeseries.csv`` and ``radial_damage.csv`` (docs/user-guide.md section 5) and writes PNGs
-into ``DIR/figures``: voltage vs capacity and vs time, damaged fraction and grain-boundary share vs
-voltage, lattice strains along the run, radial damage distribution.
+into ``DIR/figures``: voltage vs capacity and vs time, damaged fraction, crack area Γ_l and their
+grain-boundary shares vs voltage, lattice strains along the run, radial damage distribution
+(damaged fraction and Γ_l per shell).
 """
 
 from __future__ import annotations
@@ -73,13 +74,25 @@ def plot_run(run_dir: Path, out: Path | None = None) -> list[Path]:
     paths.append(p)
 
     if "damage_fraction" in ts and np.any(np.isfinite(ts["damage_fraction"])):
-        fig, a = plt.subplots(figsize=(5.5, 4), constrained_layout=True)
+        crack = "crack_area_um2" in ts and np.any(np.isfinite(ts["crack_area_um2"]))
+        fig, axs = plt.subplots(
+            1, 2 if crack else 1, figsize=(11 if crack else 5.5, 4), constrained_layout=True
+        )
+        a = axs[0] if crack else axs
         a.plot(ts["voltage_V"], ts["damage_fraction"], "C3-", label="damaged fraction (φ ≥ 0.95)")
         if "damage_gb_share" in ts:
             b = a.twinx()
             b.plot(ts["voltage_V"], ts["damage_gb_share"], "C0:", label="GB share")
             b.set(ylabel="grain-boundary share", ylim=(0, 1.05))
         a.set(xlabel="voltage (V)", ylabel="damaged volume fraction", title="damage")
+        if crack:
+            a = axs[1]
+            a.plot(ts["voltage_V"], ts["crack_area_um2"], "C3-")
+            a.set(xlabel="voltage (V)", ylabel="crack area Γ_l (µm²)", title="crack area (AT2 Γ_l)")
+            if "crack_area_gb_share" in ts:
+                b = a.twinx()
+                b.plot(ts["voltage_V"], ts["crack_area_gb_share"], "C0:")
+                b.set(ylabel="grain-boundary share of Γ_l", ylim=(0, 1.05))
         p = out / "damage.png"
         fig.savefig(p, dpi=120)
         plt.close(fig)
@@ -106,12 +119,26 @@ def plot_run(run_dir: Path, out: Path | None = None) -> list[Path]:
     if rad.is_file():
         rd = read_table(rad)
         shells = [k for k in rd if k.startswith("shell_")]
+        areas = [k for k in rd if k.startswith("crack_area_") and k.endswith("_um2")]
         if shells and "voltage_V" in rd:
-            fig, a = plt.subplots(figsize=(5.5, 4), constrained_layout=True)
+            fig, axs = plt.subplots(
+                1, 2 if areas else 1, figsize=(11 if areas else 5.5, 4), constrained_layout=True
+            )
+            a = axs[0] if areas else axs
             for k in shells:
                 a.plot(rd["voltage_V"], rd[k], label=k.removeprefix("shell_").replace("_", "–"))
             a.set(xlabel="voltage (V)", ylabel="damaged fraction of shell", title="radial damage")
             a.legend(title="r/R_p")
+            if areas:
+                for k in areas:
+                    lab = k.removeprefix("crack_area_").removesuffix("_um2").replace("_", "–")
+                    axs[1].plot(rd["voltage_V"], rd[k], label=lab)
+                axs[1].set(
+                    xlabel="voltage (V)",
+                    ylabel="crack area Γ_l (µm²)",
+                    title="crack area per shell",
+                )
+                axs[1].legend(title="r/R_p")
             p = out / "radial_damage.png"
             fig.savefig(p, dpi=120)
             plt.close(fig)

@@ -95,9 +95,13 @@ def _close(*solvers: BlockNewton | None) -> None:
             n.close()
 
 
-#: ``radial_damage.csv`` columns: damaged volume fraction per shell of r/R
-RADIAL_COLUMNS = tuple(
-    f"shell_{a:.2f}_{b:.2f}" for a, b in zip(RADIAL_SHELLS[:-1], RADIAL_SHELLS[1:], strict=True)
+_SHELL_NAMES = tuple(
+    f"{a:.2f}_{b:.2f}" for a, b in zip(RADIAL_SHELLS[:-1], RADIAL_SHELLS[1:], strict=True)
+)
+#: ``radial_damage.csv`` columns: damaged volume fraction per shell of r/R_p (``shell_0.00_0.25``
+#: ...), then the crack area Γ_l (µm²) per shell (``crack_area_0.00_0.25_um2`` ...)
+RADIAL_COLUMNS = tuple(f"shell_{s}" for s in _SHELL_NAMES) + tuple(
+    f"crack_area_{s}_um2" for s in _SHELL_NAMES
 )
 
 
@@ -178,7 +182,7 @@ class CoupledProblem(Problem):
         #: collective check called between staggered sweeps (a staggered solve can take minutes):
         #: True abandons the solve as failed, and the stepper's reject callback then stops the run
         self.should_stop: Callable[[], bool] | None = None
-        self.metrics = DamageMetrics(dom, b.phi, b.gamma) if self.fracture else None
+        self.metrics = DamageMetrics(dom, b.phi, b.gamma, l=frac["l"]) if self.fracture else None
         #: printed once when the steps collapse (the run driver's stall check)
         self.stall_hint = (
             "the crack advances unstably at fixed load, which the rate-independent phase field "
@@ -467,22 +471,31 @@ class CoupledProblem(Problem):
         self.should_stop = should_stop
 
     def observables(self) -> dict:
-        """Damage fraction, its GB share, max φ and max σ1 (Pa) of the accepted state."""
+        """Damage fraction, crack area Γ_l (µm²), their GB shares, max φ and max σ1 (Pa) of the
+        accepted state (without fracture: no damage, Γ_l = 0, shares empty)."""
         self._last = self.metrics_now()
         obs = self._last
         return {
             "damage_fraction": obs.get("damage_fraction", 0.0),
             "damage_gb_share": obs.get("damage_gb_share"),
+            "crack_area_um2": obs.get("crack_area_um2", 0.0),
+            "crack_area_gb_share": obs.get("crack_area_gb_share"),
             "phi_max": obs.get("phi_max", 0.0),
             "sigma1_max_Pa": obs["sigma1_max_Pa"],
         }
 
     def radial_row(self) -> list[float]:
-        return list(self._last.get("radial_damage_fraction", [0.0] * (len(RADIAL_SHELLS) - 1)))
+        zeros = [0.0] * (len(RADIAL_SHELLS) - 1)
+        return list(self._last.get("radial_damage_fraction", zeros)) + list(
+            self._last.get("radial_crack_area_um2", zeros)
+        )
 
     def step_message(self, obs: dict) -> str:
         jump = "  (crack jump: dphi limit waived)" if self.last_step_jump else ""
-        return f"damage {obs['damage_fraction']:.4f}  phi_max {obs['phi_max']:.3f}{jump}"
+        return (
+            f"damage {obs['damage_fraction']:.4f}  crack area {obs['crack_area_um2']:.4g} um^2  "
+            f"phi_max {obs['phi_max']:.3f}{jump}"
+        )
 
     def mesh_info(self) -> dict:
         dom, ec = self.dom, self.ec

@@ -106,7 +106,7 @@ class QuasiStaticFracture:
             else fem.Function(fem.functionspace(dom.submesh, ("Lagrange", 1)), name="phi")
         )
         if self.fracture:
-            self.metrics = DamageMetrics(dom, self.phi, self.gamma)
+            self.metrics = DamageMetrics(dom, self.phi, self.gamma, l=frac.l)
         nonlinear_u = model.split in ("voldev", "spectral")
         u_opts = dict(LU)
         u_opts.update(

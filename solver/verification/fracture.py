@@ -1,4 +1,4 @@
-"""Fracture verification (docs/model.md §6 cases 1, 7, 8) and the G_eff utility. Units: µm, GPa."""
+"""Fracture verification (docs/model.md §6 cases 1, 7, 8, 10) and the G_eff utility. Units: µm, GPa."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from polycrack.physics.fracture import (
     phase_field_residual,
     solve_gamma,
 )
-from polycrack.post.metrics import average_tensor
+from polycrack.post.metrics import DamageMetrics, average_tensor
 from polycrack.problems.quasistatic import FractureSettings, QuasiStaticFracture
 
 E, NU, GC, L_PF = 150.0, 0.3, 0.05, 0.2  # GPa, -, GPa µm (50 J/m^2), µm
@@ -266,3 +266,67 @@ def test_viscous_phase_field_relaxation(verification):
     verification("viscous phase field: BDF1 order at t = tau", abs(order - 1.0), 0.1)
     one = _viscous_relaxation(1e-9, 1.0, 1, H)[0]
     verification("viscous phase field: tau -> 0 limit", abs(one - phi_eq), 1e-8)
+
+
+def _planar_crack_area(h_over_l: float, l: float = 0.4, half: float = 8.0, width: float = 1.5):
+    """Γ_l of the P1 interpolant of phi = exp(-|x - x0|/l) on the box [0, 2 a] x [0, W]^2
+    (a = ``half`` l, x0 = a, 2 cells across, h = ``h_over_l`` l along x), with gamma linear in x
+    and h = (1 - gamma)^2 = 0.5 on the plane x = x0 - l (GB zone: x < x0 - l). Returns
+    (DamageMetrics.compute(), A (µm²), a (µm))."""
+    a = half * l
+    nx = int(round(2 * half / h_over_l))
+    msh = dmesh.create_box(
+        MPI.COMM_WORLD,
+        [np.zeros(3), np.array([2 * a, width, width])],
+        [nx, 2, 2],
+        dmesh.CellType.tetrahedron,
+        ghost_mode=dmesh.GhostMode.shared_facet,
+    )
+    imap = msh.topology.index_map(3)
+    nc = imap.size_local + imap.num_ghosts
+    ct = dmesh.meshtags(msh, 3, np.arange(nc, dtype=np.int32), np.ones(nc, dtype=np.int32))
+    ft = dmesh.meshtags(msh, 2, np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int32))
+    dom = M.ParticleDomain.build(msh, ct, ft, np.array([[0.0, 0.0, 1.0]]))
+    V = fem.functionspace(dom.submesh, ("Lagrange", 1))
+    phi, gamma = fem.Function(V), fem.Function(V)
+    phi.interpolate(lambda X: np.exp(-np.abs(X[0] - a) / l))
+    g_at = 1.0 - np.sqrt(0.5)
+    gamma.interpolate(lambda X: g_at * X[0] / (a - l))
+    return DamageMetrics(dom, phi, gamma, l=l).compute(), width**2, a
+
+
+def _p1_exponential_ratio(t: float) -> float:
+    """Γ_l of the P1 interpolant of exp(-s/l) on cells of length h = t l over the exact Γ_l (any
+    interval of whole cells): (mass ratio + gradient ratio)/2, the two halves of Γ_l being equal,
+    with mass ratio (2t/3)(1 + e^-t + e^-2t)/(1 - e^-2t) = 1 + t^2/6 + O(t^3) and gradient ratio
+    (2/t) tanh(t/2) = 1 - t^2/12 + O(t^4); so Γ_h/Γ_l = 1 + t^2/24 + O(t^3)."""
+    e = np.exp(-t)
+    mass = 2 * t / 3 * (1 + e + e * e) / (1 - e * e)
+    grad = 2 / t * np.tanh(t / 2)
+    return 0.5 * (mass + grad)
+
+
+@pytest.mark.mpi
+@pytest.mark.verification
+def test_crack_area_of_planar_at2_profile(verification):
+    """Γ_l = int phi^2/(2l) + (l/2)|grad phi|^2 dV of the planar AT2 profile phi = exp(-|x - x0|/l)
+    in a box of cross-section A = 1.5 x 1.5 µm² reaching a = 8 l to either side (l = 0.4 µm) is
+    A (1 - exp(-2a/l)) = A (1 - 1e-7). P1 interpolation on a mesh with the crack plane on nodes
+    overestimates it by (h/l)^2/24 (0.26 % at h = l/4): |Γ_l/A - 1| <= 1 % at h = l/4. The mesh
+    reproduces the 1D interpolant exactly and the degree-2 rule integrates P1 exactly, so Γ_h
+    also equals A (1 - exp(-2a/l)) times the P1 ratio of :func:`_p1_exponential_ratio` to 1e-10
+    at h/l = 1/2, 1/4, 1/8. With the GB zone h = (1 - gamma)^2 >= 0.5 on x < x0 - l, the GB share
+    is (exp(-2) - exp(-2a/l))/(2 (1 - exp(-2a/l))) = 0.0677 (the P1 ratio is the same in every
+    cell, so it holds on the mesh to 1e-10); the radial shells sum to Γ_l (1e-10)."""
+    for h_over_l in (0.5, 0.25, 0.125):
+        m, A, a = _planar_crack_area(h_over_l)
+        exact = A * (1.0 - np.exp(-2 * a / 0.4))
+        gam = m["crack_area_um2"]
+        if h_over_l == 0.25:
+            verification("AT2 planar crack: |Γ_l/A - 1| at h = l/4", abs(gam / A - 1.0), 0.01)
+        err = abs(gam / (exact * _p1_exponential_ratio(h_over_l)) - 1.0)
+        verification(f"AT2 planar crack: Γ_h vs the P1 interpolant, h/l = {h_over_l}", err, 1e-10)
+        share = (np.exp(-2.0) - np.exp(-2 * a / 0.4)) / (2 * (1.0 - np.exp(-2 * a / 0.4)))
+        assert abs(m["crack_area_gb_share"] - share) <= 1e-10
+        assert abs(sum(m["radial_crack_area_um2"]) / gam - 1.0) <= 1e-10
+        assert MPI.COMM_WORLD.allgather(gam) == [gam] * MPI.COMM_WORLD.size

@@ -42,6 +42,8 @@ TIMESERIES_COLUMNS = (
     "eps_c",
     "damage_fraction",
     "damage_gb_share",
+    "crack_area_um2",
+    "crack_area_gb_share",
     "phi_max",
     "sigma1_max_Pa",
     "newton_iterations",
@@ -63,7 +65,10 @@ def _fmt(v) -> str:
 class TimeSeriesWriter:
     """Append-only CSV with a fixed header; ``append(row)`` is durable when it returns.
 
-    Missing keys become empty cells. ``resume=True`` keeps an existing file (restart).
+    Missing keys become empty cells. ``resume=True`` keeps an existing file (restart); a file
+    written with other columns (an older version, e.g. before ``crack_area_um2``) is first
+    rewritten under the current header, its cells moved by column name and new columns left empty,
+    so that appended rows line up.
     """
 
     def __init__(
@@ -80,6 +85,8 @@ class TimeSeriesWriter:
         if self.rank0:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fresh = not (resume and self.path.exists())
+            if not fresh:
+                _reheader(self.path, self.columns)
             flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (os.O_TRUNC if fresh else 0)
             self._fd = os.open(self.path, flags, 0o644)
             if fresh:
@@ -103,6 +110,31 @@ class TimeSeriesWriter:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def _reheader(path: Path, columns: tuple[str, ...]) -> None:
+    """Rewrite the CSV at ``path`` under the header ``columns`` (by name; atomic) if it differs."""
+    import csv
+    import io
+
+    with open(path, newline="") as fh:
+        rows = list(csv.reader(fh))
+    if not rows or tuple(rows[0]) == columns:
+        return
+    head = rows[0]
+    buf = io.StringIO()
+    buf.write(",".join(columns) + "\n")
+    for r in rows[1:]:
+        if not r:
+            continue
+        cells = dict(zip(head, r, strict=False))
+        buf.write(",".join(cells.get(c, "") for c in columns) + "\n")
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w") as fh:
+        fh.write(buf.getvalue())
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
 
 
 def write_json_atomic(path: Path, data: dict, comm: MPI.Comm = MPI.COMM_WORLD) -> None:

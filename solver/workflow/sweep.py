@@ -530,6 +530,7 @@ def _summary(case: SweepCase) -> dict[str, Any]:
             row["final_voltage_V"] = float(v[-1])
             row["final_capacity_mAh_g"] = float(ts["capacity_mAh_g"][-1])
             row["final_time_h"] = float(ts["time_s"][-1] / 3600)
+            hit = np.zeros(0, dtype=int)
             if "damage_fraction" in ts:
                 d = ts["damage_fraction"]
                 row["final_damage_fraction"] = float(d[-1])
@@ -538,7 +539,20 @@ def _summary(case: SweepCase) -> dict[str, Any]:
             top = np.flatnonzero(v >= v.max() - 1e-4)
             row["capacity_at_vmax_mAh_g"] = float(ts["capacity_mAh_g"][top[0]])
             row["time_to_vmax_h"] = float(ts["time_s"][top[0]] / 3600)
+            if "crack_area_um2" in ts and np.any(np.isfinite(ts["crack_area_um2"])):
+                g = ts["crack_area_um2"]
+                share = ts.get("crack_area_gb_share", np.full_like(g, np.nan))
+                row["final_crack_area_um2"] = _num(g[-1])
+                row["final_crack_area_gb_share"] = _num(share[-1])
+                row["crack_area_at_onset_um2"] = _num(g[hit[0]]) if hit.size else None
+                row["crack_area_at_vmax_um2"] = _num(g[top[0]])
     return row
+
+
+def _num(v) -> float | None:
+    """A table cell as a float, None (an empty cell) for NaN."""
+    v = float(v)
+    return None if v != v else v
 
 
 def collect(sweep_dir: Path | str, log=print) -> Path:
@@ -583,7 +597,7 @@ def _overlay(cases: list[SweepCase], path: Path) -> None:
 
     from ..post.plots import read_table
 
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(16, 4), constrained_layout=True)
     keys = [k for c in cases for k in c.overrides]
     varying = [
         k
@@ -599,8 +613,11 @@ def _overlay(cases: list[SweepCase], path: Path) -> None:
         a1.plot(ts["capacity_mAh_g"], ts["voltage_V"], label=label)
         if "damage_fraction" in ts:
             a2.plot(ts["capacity_mAh_g"], ts["damage_fraction"], label=label)
+        if "crack_area_um2" in ts:
+            a3.plot(ts["capacity_mAh_g"], ts["crack_area_um2"], label=label)
     a1.set(xlabel="capacity (mA h/g)", ylabel="voltage (V)")
     a2.set(xlabel="capacity (mA h/g)", ylabel="damaged fraction (φ ≥ 0.95)")
+    a3.set(xlabel="capacity (mA h/g)", ylabel="crack area Γ_l (µm²)")
     if a1.get_legend_handles_labels()[0]:
         a1.legend(fontsize=7)
     fig.savefig(path, dpi=110)
