@@ -114,3 +114,19 @@ def test_fig5_panels_and_landmarks(tmp_path):
     assert lm["end"]["step"] == 19 and lm["at_voltage"]["4.00"]["voltage_V"] >= 4.0 - 1e-3
     paths = fig5_panels(d, tmp_path / "f5")
     assert sorted(paths) == ["a", "b", "c", "d"]
+
+
+def test_demo_caption_numbers(tmp_path):
+    """The README caption's sentence: tets from mesh.json, steps, onset, final damage."""
+    import json
+
+    from polycrack.workflow.demo import demo_caption
+
+    (tmp_path / "mesh").mkdir()
+    (tmp_path / "mesh" / "mesh.json").write_text(json.dumps({"tets": 123}))
+    (tmp_path / "timeseries.csv").write_text(
+        "step,voltage_V,phi_max,damage_fraction\n1,3.7,0.2,0\n2,3.9,0.96,0.001\n3,4.5,1.0,0.0062\n"
+    )
+    text = demo_caption(tmp_path)
+    assert text.startswith("123 tets, 3 steps, damage onset (first φ ≥ 0.95) at 3.900 V")
+    assert text.endswith("0.62 %")

@@ -52,6 +52,34 @@ def plot_materials(rc, out: Path) -> Path:
     return path
 
 
+def demo_caption(run_dir: Path) -> str:
+    """The numbers of a finished demo run, as the README's figure caption quotes them.
+
+    Args:
+        run_dir: the demo's run directory (``demo_out/run``).
+
+    Returns:
+        One sentence: tets of the bundle, accepted steps, voltage of the first φ ≥ 0.95 and the
+        damaged volume (%) and crack area Γ_l (µm², when recorded) at the end.
+    """
+    import json
+
+    from ..post.plots import read_table
+
+    ts = read_table(run_dir / "timeseries.csv")
+    mesh = json.loads((run_dir / "mesh" / "mesh.json").read_text())
+    tets = mesh["tets"]
+    hit = np.nonzero(ts["phi_max"] >= 0.95)[0]
+    onset = f"{ts['voltage_V'][hit[0]]:.3f} V" if hit.size else "never"
+    text = (
+        f"{tets} tets, {len(ts['step'])} steps, damage onset (first φ ≥ 0.95) at {onset}, "
+        f"damaged volume at the end {100 * ts['damage_fraction'][-1]:.2f} %"
+    )
+    if "crack_area_um2" in ts:
+        text += f", crack area Γ_l {ts['crack_area_um2'][-1]:.1f} µm²"
+    return text
+
+
 def run_demo(out: Path, sets: list[str] | None = None) -> int:
     """Run the demo case into ``out/run`` and write its figures; exit code."""
     from mpi4py import MPI
@@ -74,6 +102,7 @@ def run_demo(out: Path, sets: list[str] | None = None) -> int:
             f"demo {rec['status']}: {st['accepted']} steps in {rec['wall_time_s']['total_s']:.0f} s "
             f"({rec['mesh']['unknowns']} unknowns on {comm.size} rank(s))"
         )
+        print(f"caption: {demo_caption(out / 'run')}")
         print("figures:")
         for p in sorted({*paths, *(out / "run" / "figures").glob("phi_*.png")}):
             print(f"  {p}")
