@@ -460,7 +460,11 @@ def format_validation_error(
             lines.append(f"{source}: {where}: required key is missing")
         else:
             msg = e["msg"].removeprefix("Value error, ")
-            lines.append(f"{source}: {where}: {msg} (got {e.get('input')!r})")
+            got = e.get("input")
+            # a whole section (model-level check) is not worth echoing
+            lines.append(
+                f"{source}: {where}: {msg}" + ("" if isinstance(got, dict) else f" (got {got!r})")
+            )
     return "\n".join(lines)
 
 

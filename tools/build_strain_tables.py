@@ -19,7 +19,9 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "params" / "data"
-Q_TH = 275.506  # mA h/g, theoretical capacity of LiNi0.8Mn0.1Co0.1O2 (polycrack/physics/materials.py)
+Q_TH = (
+    275.506  # mA h/g, theoretical capacity of LiNi0.8Mn0.1Co0.1O2 (polycrack/physics/materials.py)
+)
 
 # Kondrakov et al., J. Phys. Chem. C 121 (2017) 24381, DOI 10.1021/acs.jpcc.7b06598: operando XRD,
 # NCM811/Li pouch cell (precycled), C/20 to 4.6 V + 1 h CV; x(Li) from charge counted, 1.00 at the

@@ -132,8 +132,12 @@ def strain_path(
     vg = np.linspace(u0, v_end, n)
     xg = np.array([x0] + [mat.x_at_voltage(v, ocp) for v in vg[1:-1]] + [x_end])
     dpg = d_eps_prime(xg)
-    run_pos = np.maximum.accumulate(np.maximum(dpg, 0.0))
-    run_neg = np.maximum.accumulate(np.maximum(-dpg, 0.0))
+    # running extremes from the dense path (all points at x >= the grid point's x)
+    cum_pos = np.maximum.accumulate(np.maximum(dps, 0.0))
+    cum_neg = np.maximum.accumulate(np.maximum(-dps, 0.0))
+    last = np.searchsorted(-xs, -xg, side="right") - 1
+    run_pos = np.maximum(np.where(last >= 0, cum_pos[np.maximum(last, 0)], 0.0), dpg)
+    run_neg = np.maximum(np.where(last >= 0, cum_neg[np.maximum(last, 0)], 0.0), -dpg)
     run = np.where(dpg >= 0.0, run_pos, run_neg)
     with np.errstate(divide="ignore", invalid="ignore"):
         # ψ⁺ over its running maximum (same sign of Δε′): 1 where damage can still grow
