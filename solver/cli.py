@@ -60,8 +60,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 def _cmd_strain_path(args: argparse.Namespace) -> int:
     """Δε′(V) of the case's lattice data and OCP at uniform x (NumPy only, no DOLFINx)."""
-    from .workflow import strain_path
     from .config import load_case
+    from .workflow import strain_path
 
     rc = load_case(args.case, args.set)
     try:

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import ufl
-
 from polycrack import params
 from polycrack.config import InputError, load_parameters
 from polycrack.physics import materials as mat

@@ -15,9 +15,8 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import yaml
-
 import polycrack.params as _params
+import yaml
 
 #: the table a case uses when ``mechanics.lattice_data`` is unset
 #: (``mechanics.lattice_table: data/nmc811_lattice_maerker2019.tsv``)
