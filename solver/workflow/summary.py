@@ -38,5 +38,8 @@ def material_summary(rc: ResolvedCase) -> str:
     if rc.case.physics.mechanics:
         from .strain_path import for_case, landmark_lines
 
-        lines += landmark_lines(for_case(rc))
+        try:
+            lines += landmark_lines(for_case(rc))
+        except ValueError as exc:  # e.g. a protocol that never charges above U(x0)
+            lines.append(f"  strain path: not computed ({exc})")
     return "\n".join(lines)
