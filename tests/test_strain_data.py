@@ -110,7 +110,7 @@ def test_case_selects_table_by_key():
 
 
 def _chen_reference(x):
-    """The Chen 2020 OCP exactly as MODEL.md states it (operation order of the original code)."""
+    """The Chen 2020 OCP exactly as docs/model.md states it (operation order of the original code)."""
     u = -0.8090 * x + 4.4875
     for b, c, d in (
         (-0.0428, 18.5138, 0.5542),
