@@ -63,6 +63,67 @@ def _voltage_or_none(x: float, ocp: str) -> float | None:
     return float(mat.ocp_V(x, model=ocp))
 
 
+def _branches(xs, dps, ocp: str, E_GPa: float, nu: float) -> dict:
+    """Where Δε′ first reaches its maximum ('positive') and minimum ('negative') on the charge."""
+    out = {}
+    for sign, name in ((1.0, "positive"), (-1.0, "negative")):
+        f = sign * dps
+        m = float(f.max())
+        if m <= _BRANCH_MIN:
+            continue
+        k = int(np.argmax(f >= m - _TIE))  # first attainment on charge
+        xk = float(xs[k])
+        out[name] = {
+            "V": float(mat.ocp_V(xk, model=ocp)),
+            "x": xk,
+            "d_eps_prime": float(dps[k]),
+            "sigma1_GPa": float(eshelby_sigma1_GPa(dps[k], E_GPa, nu)),
+        }
+    return out
+
+
+def _running_extremes(xs, dps, xg, dpg):
+    """Running extreme of |Δε′| of the grid point's sign over the dense path up to it, and ψ⁺
+    over its running maximum (1 where damage can still grow)."""
+    cum_pos = np.maximum.accumulate(np.maximum(dps, 0.0))
+    cum_neg = np.maximum.accumulate(np.maximum(-dps, 0.0))
+    last = np.searchsorted(-xs, -xg, side="right") - 1  # dense points at x >= the grid point's
+    run_pos = np.maximum(np.where(last >= 0, cum_pos[np.maximum(last, 0)], 0.0), dpg)
+    run_neg = np.maximum(np.where(last >= 0, cum_neg[np.maximum(last, 0)], 0.0), -dpg)
+    run = np.where(dpg >= 0.0, run_pos, run_neg)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        psi = np.where(run > 0.0, (dpg / np.where(run > 0.0, run, 1.0)) ** 2, 0.0)
+    return run, psi
+
+
+def _sign_change(xs, dps, ocp: str) -> dict | None:
+    """The first x (and V) where Δε′ turns negative after having been positive."""
+    pos = np.nonzero(dps > _BRANCH_MIN)[0]
+    if not pos.size:
+        return None
+    neg = np.nonzero(dps[pos[0] :] < 0.0)[0]
+    if not neg.size:
+        return None
+    xf = float(xs[pos[0] + neg[0]])
+    return {"x": xf, "V": float(mat.ocp_V(xf, model=ocp))}
+
+
+def _landmarks(lattice: mat.LatticeStrains, ocp: str, x0: float, v_end: float) -> dict:
+    """c-peak and end of collapse: table x, model x, voltage and whether the charge reaches it."""
+    out = {}
+    for name in ("c_peak", "collapse_end"):
+        xd = lattice.landmarks[name]
+        xm = float(lattice.model_x(xd))
+        v = _voltage_or_none(xm, ocp)
+        out[name] = {
+            "data_x": xd,
+            "model_x": xm,
+            "V": v,
+            "reached": bool(v is not None and xm <= x0 and v <= v_end + 1e-12),
+        }
+    return out
+
+
 def strain_path(
     lattice: mat.LatticeStrains,
     ocp: str,
@@ -107,62 +168,17 @@ def strain_path(
     xs = np.concatenate([np.linspace(x_end, x0, n_dense), knots[(knots > x_end) & (knots < x0)]])
     xs = np.unique(xs)[::-1]  # charge order: x decreasing
     dps = d_eps_prime(xs)
-    branches = {}
-    for sign, name in ((1.0, "positive"), (-1.0, "negative")):
-        f = sign * dps
-        m = float(f.max())
-        if m <= _BRANCH_MIN:
-            continue
-        k = int(np.argmax(f >= m - _TIE))  # first attainment on charge
-        xk = float(xs[k])
-        branches[name] = {
-            "V": float(mat.ocp_V(xk, model=ocp)),
-            "x": xk,
-            "d_eps_prime": float(dps[k]),
-            "sigma1_GPa": float(eshelby_sigma1_GPa(dps[k], E_GPa, nu)),
-        }
+    branches = _branches(xs, dps, ocp, E_GPa, nu)
     # the later branch extreme: after it neither sign of Δε′ reaches a new extreme
     v_star = max(branches.values(), key=lambda b: b["V"]) if branches else None
-
-    def extreme_of_sign(dp):
-        b = branches.get("positive" if dp > 0 else "negative")
-        return abs(b["d_eps_prime"]) if b else 0.0
 
     n = max(2, int(round((v_end - u0) / dv)) + 1)
     vg = np.linspace(u0, v_end, n)
     xg = np.array([x0] + [mat.x_at_voltage(v, ocp) for v in vg[1:-1]] + [x_end])
     dpg = d_eps_prime(xg)
-    # running extremes from the dense path (all points at x >= the grid point's x)
-    cum_pos = np.maximum.accumulate(np.maximum(dps, 0.0))
-    cum_neg = np.maximum.accumulate(np.maximum(-dps, 0.0))
-    last = np.searchsorted(-xs, -xg, side="right") - 1
-    run_pos = np.maximum(np.where(last >= 0, cum_pos[np.maximum(last, 0)], 0.0), dpg)
-    run_neg = np.maximum(np.where(last >= 0, cum_neg[np.maximum(last, 0)], 0.0), -dpg)
-    run = np.where(dpg >= 0.0, run_pos, run_neg)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        # ψ⁺ over its running maximum (same sign of Δε′): 1 where damage can still grow
-        psi_run = np.where(run > 0.0, (dpg / np.where(run > 0.0, run, 1.0)) ** 2, 0.0)
+    run, psi_run = _running_extremes(xs, dps, xg, dpg)
     dp_end = float(d_eps_prime(x_end))
-    ext_end = extreme_of_sign(dp_end)
-
-    lms = {}
-    for name in ("c_peak", "collapse_end"):
-        xd = lattice.landmarks[name]
-        xm = float(lattice.model_x(xd))
-        v = _voltage_or_none(xm, ocp)
-        lms[name] = {
-            "data_x": xd,
-            "model_x": xm,
-            "V": v,
-            "reached": bool(v is not None and xm <= x0 and v <= v_end + 1e-12),
-        }
-    sign_change = None
-    pos = np.nonzero(dps > _BRANCH_MIN)[0]
-    if pos.size:
-        neg = np.nonzero(dps[pos[0] :] < 0.0)[0]
-        if neg.size:
-            xf = float(xs[pos[0] + neg[0]])
-            sign_change = {"x": xf, "V": float(mat.ocp_V(xf, model=ocp))}
+    ext_end = abs(branches.get("positive" if dp_end > 0 else "negative", {}).get("d_eps_prime", 0))
     return {
         "ocp": ocp,
         "x0": x0,
@@ -181,8 +197,8 @@ def strain_path(
             "psi_ratio": (dp_end / ext_end) ** 2 if ext_end > 0 else 0.0,
             "sigma1_GPa": float(eshelby_sigma1_GPa(dp_end, E_GPa, nu)),
         },
-        "sign_change": sign_change,
-        "landmarks": lms,
+        "sign_change": _sign_change(xs, dps, ocp),
+        "landmarks": _landmarks(lattice, ocp, x0, v_end),
         "grid": {
             "V_V": vg.tolist(),
             "x": xg.tolist(),
