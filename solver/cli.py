@@ -17,6 +17,7 @@ EXAMPLES = """examples:
   polycrack run case.yaml --set fracture.Gc_GB_J_m2=3.0 --set solver.linear=fieldsplit
   mpirun -n 4 polycrack run case.yaml -o runs/case
   polycrack check case.yaml            # validate and print the resolved case
+  polycrack strain-path case.yaml --set mechanics.lattice_data=kondrakov2017
 """
 
 
@@ -54,6 +55,29 @@ def _cmd_check(args: argparse.Namespace) -> int:
     if args.verbose:
         print(yaml.safe_dump(rc.to_dict(), sort_keys=False))
     print(material_summary(rc))
+    return 0
+
+
+def _cmd_strain_path(args: argparse.Namespace) -> int:
+    """Δε′(V) of the case's lattice data and OCP at uniform x (NumPy only, no DOLFINx)."""
+    from .config import load_case
+    from .workflow import strain_path
+
+    rc = load_case(args.case, args.set)
+    try:
+        res = strain_path.for_case(rc, args.v_end, args.dv)
+    except ValueError as exc:
+        raise InputError(f"{args.case}: {exc}") from None
+    print(strain_path.format_report(res))
+    if args.json is not None:
+        if str(args.json) == "-":
+            print(strain_path.to_json(res))
+        else:
+            args.json.write_text(strain_path.to_json(res) + "\n")
+            print(f"wrote {args.json}")
+    if args.plot is not None:
+        strain_path.plot(res, args.plot)
+        print(f"wrote {args.plot}")
     return 0
 
 
@@ -178,6 +202,30 @@ def build_parser() -> argparse.ArgumentParser:
     case_args(sp)
     sp.add_argument("-v", "--verbose", action="store_true", help="print the whole resolved case")
     sp.set_defaults(func=_cmd_check)
+
+    sp = sub.add_parser(
+        "strain-path",
+        help="Δε′(V), ε_v(V), V* and an Eshelby σ1 estimate of the case's lattice data (seconds)",
+        description="For uniform x on the case's OCP: Δε′ = Δε(x) − Δε(x0) (Δε = ε_c − ε_a), "
+        "the lattice volume strain, the voltage V* after which Δε′ reaches no new extreme of "
+        "either sign (no new damage after V*, since ψ⁺ ∝ Δε′² on each side of zero), a "
+        "single-grain Eshelby σ1 estimate and the c-peak / end-of-collapse landmarks. NumPy "
+        "only. See docs/strain-data.md.",
+    )
+    case_args(sp)
+    sp.add_argument(
+        "--v-end",
+        type=float,
+        default=None,
+        metavar="V",
+        help="end voltage (default: the highest voltage of the protocol)",
+    )
+    sp.add_argument("--dv", type=float, default=0.01, metavar="V", help="voltage step (0.01)")
+    sp.add_argument(
+        "--json", type=Path, metavar="FILE", help="also write the result as JSON (- = stdout)"
+    )
+    sp.add_argument("--plot", type=Path, metavar="PNG", help="also plot Δε′, ε_v and σ1 vs V")
+    sp.set_defaults(func=_cmd_strain_path)
 
     sp = sub.add_parser(
         "verify", help="run the closed-form verification cases (docs/model.md section 6)"

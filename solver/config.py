@@ -55,9 +55,32 @@ class ElectrochemistryParams(StrictModel):
     alpha_a: Fraction = 0.5
     alpha_c: Fraction = 0.5
     T_K: Positive = 298.15
-    ocp: Literal["chen2020"] = "chen2020"
+    #: ``chen2020`` (default) or ``chen2020_maerker2019``: Chen 2020 below 4.2 V with a
+    #: high-voltage branch through 4.5 V at x = 0.120 (physics/materials.py, docs/strain-data.md)
+    ocp: Literal["chen2020", "chen2020_maerker2019"] = "chen2020"
     i0_regularisation_x: Annotated[float, Field(gt=0.0, le=0.05)] = 1e-3
     molar_mass_g_mol: Positive = 97.28
+
+
+class StrainAnchor(StrictModel):
+    """One anchor of ``strain_mapping: anchors``: a point of the table lands on a model x.
+
+    ``landmark``: ``start``, ``c_peak``, ``collapse_end`` or a Li fraction of the table; the
+    model side is ``voltage_V`` (through the OCP, uniform x) or ``model_x``, exactly one.
+    """
+
+    landmark: Literal["start", "c_peak", "collapse_end"] | Fraction | Literal[1.0]
+    voltage_V: Positive | None = None
+    model_x: Fraction | None = None
+
+    @model_validator(mode="after")
+    def _one_model_side(self) -> StrainAnchor:
+        if (self.voltage_V is None) == (self.model_x is None):
+            raise ValueError("a strain anchor needs exactly one of 'voltage_V' and 'model_x'")
+        return self
+
+
+DEFAULT_LATTICE_TABLE = "data/nmc811_lattice_maerker2019.tsv"
 
 
 class MechanicsParams(StrictModel):
@@ -67,12 +90,27 @@ class MechanicsParams(StrictModel):
     nu_particle: Poisson
     E_binder_Pa: Positive
     nu_binder: Poisson
-    lattice_table: str = "data/nmc811_lattice_maerker2019.tsv"
+    lattice_table: str = DEFAULT_LATTICE_TABLE
+    #: a key of the strain-data registry (params/data/nmc811_lattice_<key>.yaml, e.g.
+    #: kondrakov2017, li2019); unset: ``lattice_table`` (docs/strain-data.md)
+    lattice_data: str | None = None
     lattice_interpolation: Literal["linear", "pchip"] = "linear"
-    strain_mapping: Literal["direct", "normalised"] = "direct"
+    strain_mapping: Literal["direct", "normalised", "anchors"] = "direct"
     strain_map_data_x_start: Fraction | Literal[1.0] = 1.0
     strain_map_data_x_end: Fraction = 0.12
     strain_map_voltage_V: Positive = 4.5
+    #: ``strain_mapping: anchors``: one anchor shifts the table in x, two shift and stretch it,
+    #: e.g. ``[{landmark: c_peak, voltage_V: 4.0}, {landmark: collapse_end, voltage_V: 4.5}]``
+    strain_map_anchors: list[StrainAnchor] = []
+
+    @field_validator("lattice_data")
+    @classmethod
+    def _known_data(cls, v: str | None) -> str | None:
+        if v is not None:
+            from .physics import strain_data
+
+            strain_data.get(v)  # ValueError names the available keys
+        return v
 
     @model_validator(mode="after")
     def _mapping_order(self) -> MechanicsParams:
@@ -80,6 +118,16 @@ class MechanicsParams(StrictModel):
             raise ValueError(
                 "strain_map_data_x_end must be smaller than strain_map_data_x_start "
                 f"(got {self.strain_map_data_x_end} >= {self.strain_map_data_x_start})"
+            )
+        if self.strain_mapping == "anchors" and not 1 <= len(self.strain_map_anchors) <= 2:
+            raise ValueError(
+                "strain_mapping 'anchors' needs one or two strain_map_anchors "
+                f"(got {len(self.strain_map_anchors)})"
+            )
+        if self.lattice_data is not None and self.lattice_table != DEFAULT_LATTICE_TABLE:
+            raise ValueError(
+                f"give lattice_data ({self.lattice_data!r}) or lattice_table "
+                f"({self.lattice_table!r}), not both"
             )
         return self
 
@@ -412,7 +460,11 @@ def format_validation_error(
             lines.append(f"{source}: {where}: required key is missing")
         else:
             msg = e["msg"].removeprefix("Value error, ")
-            lines.append(f"{source}: {where}: {msg} (got {e.get('input')!r})")
+            got = e.get("input")
+            # a whole section (model-level check) is not worth echoing
+            lines.append(
+                f"{source}: {where}: {msg}" + ("" if isinstance(got, dict) else f" (got {got!r})")
+            )
     return "\n".join(lines)
 
 
@@ -537,7 +589,12 @@ class ResolvedCase:
 
     @property
     def lattice_table_path(self) -> Path:
-        """The lattice-strain table, relative to the parameter-set file."""
+        """The lattice-strain table: the registry's for ``mechanics.lattice_data``, else
+        ``mechanics.lattice_table`` relative to the parameter-set file."""
+        if self.params.mechanics.lattice_data is not None:
+            from .physics import strain_data
+
+            return strain_data.get(self.params.mechanics.lattice_data).table
         p = Path(self.params.mechanics.lattice_table)
         if p.is_absolute():
             return p
@@ -600,7 +657,7 @@ def check_consistency(rc: ResolvedCase, source: str) -> None:
             )
         if isinstance(step, CCStep):
             x0 = rc.params.electrochemistry.x0
-            u0 = float(materials.ocp_V(x0))
+            u0 = float(materials.ocp_V(x0, model=rc.params.electrochemistry.ocp))
             if step.direction == "charge" and step.until_voltage_V <= u0:
                 problems.append(
                     f"{source}: protocol[{i}].until_voltage_V: {step.until_voltage_V} V is below the "
@@ -612,10 +669,21 @@ def check_consistency(rc: ResolvedCase, source: str) -> None:
             f"{source}: mechanics.strain_map_voltage_V: {m.strain_map_voltage_V} V is outside the "
             f"OCP range ({lo:.3f}-{hi:.3f} V)"
         )
+    for i, an in enumerate(m.strain_map_anchors if m.strain_mapping == "anchors" else []):
+        if an.voltage_V is not None and not lo < an.voltage_V < hi:
+            problems.append(
+                f"{source}: mechanics.strain_map_anchors[{i}].voltage_V: {an.voltage_V} V is "
+                f"outside the OCP range ({lo:.3f}-{hi:.3f} V)"
+            )
     if not rc.lattice_table_path.is_file():
         problems.append(
             f"{rc.params_path}: mechanics.lattice_table: no file {rc.lattice_table_path}"
         )
+    elif m.strain_mapping == "anchors" and not problems:
+        try:
+            materials.LatticeStrains.from_params(rc.params, rc.lattice_table_path)
+        except ValueError as exc:
+            problems.append(f"{source}: mechanics.strain_map_anchors: {exc}")
     if problems:
         raise InputError("\n".join(problems))
 

@@ -97,3 +97,38 @@ def test_verify_with_no_selected_cases():
     """A -k that selects nothing is a user error (exit 2 naming the selection), not a pass."""
     r = polycrack("verify", "-k", "no_such_case_anywhere")
     assert r.returncode == 2 and "no_such_case_anywhere" in r.stderr, r.stderr
+
+
+def test_strain_path_prints_v_star_without_dolfinx(tmp_path):
+    """`polycrack strain-path`: exit 0, V* of the Märker table on Chen 2020 (4.18 V), JSON and
+    plot written, and DOLFINx never imported (it must run in seconds anywhere)."""
+    out = tmp_path / "sp.json"
+    png = tmp_path / "sp.png"
+    code = (
+        "import sys; from polycrack.cli import main; "
+        f"rc = main(['strain-path', 'examples/demo.yaml', '--json', r'{out}', '--plot', r'{png}']); "
+        "assert 'dolfinx' not in sys.modules and 'petsc4py' not in sys.modules, 'imported'; "
+        "sys.exit(rc)"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120
+    )
+    assert r.returncode == 0, r.stderr
+    assert "V* = 4.18" in r.stdout and "maerker2019" in r.stdout
+    data = yaml.safe_load(out.read_text())  # JSON is YAML
+    assert abs(data["v_star"]["V"] - 4.18) <= 0.02
+    assert png.stat().st_size > 1000
+
+
+def test_strain_path_bad_table_exits_2_naming_the_key():
+    r = polycrack("strain-path", "examples/demo.yaml", "--set", "mechanics.lattice_data=kondrakov")
+    assert r.returncode == 2
+    assert "mechanics.lattice_data" in r.stderr and "did you mean 'kondrakov2017'" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_check_prints_strain_path_landmarks():
+    r = polycrack("check", "examples/demo.yaml", "--set", "mechanics.lattice_data=kondrakov2017")
+    assert r.returncode == 0, r.stderr
+    assert "strain path (kondrakov2017, direct, OCP chen2020)" in r.stdout
+    assert "V* = 4.337 V" in r.stdout

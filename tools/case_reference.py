@@ -117,7 +117,8 @@ MEANING: dict[str, str] = {
     "electrochemistry.alpha_a": "anodic transfer coefficient",
     "electrochemistry.alpha_c": "cathodic transfer coefficient",
     "electrochemistry.T_K": "temperature",
-    "electrochemistry.ocp": "open-circuit potential U(x)",
+    "electrochemistry.ocp": "open-circuit potential U(x): Chen 2020, or Chen 2020 with a "
+    "high-voltage branch through 4.5 V at x = 0.12 (docs/strain-data.md)",
     "electrochemistry.i0_regularisation_x": "width of the smooth clip of x and 1 − x inside i0",
     "electrochemistry.molar_mass_g_mol": "molar mass for `capacity_mAh_g`",
     "mechanics.E_particle_Pa": "Young's modulus of the grains",
@@ -125,11 +126,16 @@ MEANING: dict[str, str] = {
     "mechanics.E_binder_Pa": "Young's modulus of the binder",
     "mechanics.nu_binder": "Poisson's ratio of the binder",
     "mechanics.lattice_table": "lattice-parameter table (relative to the parameter-set file)",
+    "mechanics.lattice_data": "strain-data registry key (`maerker2019`, `kondrakov2017`, "
+    "`li2019`; docs/strain-data.md) used instead of `lattice_table`",
     "mechanics.lattice_interpolation": "interpolation of the table in x",
-    "mechanics.strain_mapping": "read the table at the model's x, or at the normalised charge",
+    "mechanics.strain_mapping": "read the table at the model's x, at the normalised charge, or "
+    "through `strain_map_anchors`",
     "mechanics.strain_map_data_x_start": "normalised mapping: data x at the start of the charge",
     "mechanics.strain_map_data_x_end": "normalised mapping: data x reached at `strain_map_voltage_V`",
     "mechanics.strain_map_voltage_V": "normalised mapping: voltage mapped onto `strain_map_data_x_end`",
+    "mechanics.strain_map_anchors": "anchors mapping: one or two `{landmark, voltage_V}` (or "
+    "`{landmark, model_x}`); landmark `start`, `c_peak`, `collapse_end` or a Li fraction of the table",
     "fracture.Gc_bulk_J_m2": "toughness inside grains",
     "fracture.Gc_GB_J_m2": "toughness on grain boundaries",
     "fracture.l_m": "phase-field length scale l (1e-9 to 1e-4 m)",

@@ -29,26 +29,59 @@ _CHEN_TANH = (
 )
 
 
+#: OCP models accepted by :func:`ocp_V` (config key ``electrochemistry.ocp``)
+OCP_MODELS = ("chen2020", "chen2020_maerker2019")
+
+# "chen2020_maerker2019": Chen 2020 where it was fitted (U <= 4.2 V, x >= _FC_X_JOIN); for
+# x < _FC_X_JOIN the quadratic U = 4.2 V + s (x - x_j) + k (x - x_j)^2, C1 at the join, through
+# U = 4.5 V at the end of Maerker 2019's first charge (q = 242.40 mA h/g, x = 0.1202).
+# Constants from tools/fit_ocp_first_charge.py (benchmarks/results/ocp_first_charge_fit.json).
+_FC_X_JOIN = 0.30462755635740035
+_FC_U_JOIN_V = 4.2
+_FC_SLOPE_V = -1.02549795384067
+_FC_CURVATURE_V = 3.2572493701486787
+
+
+def _check_ocp_model(model: str) -> None:
+    if model not in OCP_MODELS:
+        raise ValueError(f"unknown OCP model {model!r} (allowed: {', '.join(OCP_MODELS)})")
+
+
+def _below_join(x, low, high, xp: ModuleType):
+    """``low`` where x < _FC_X_JOIN, else ``high`` (NumPy or UFL)."""
+    if xp is np:
+        return np.where(np.asarray(x) < _FC_X_JOIN, low, high)
+    return xp.conditional(xp.lt(x, _FC_X_JOIN), low, high)
+
+
 def ocp_V(x, xp: ModuleType = np, model: str = "chen2020"):
-    """Open-circuit potential U(x) vs Li/Li+ in V; x = c/c_max (Chen 2020, fitted 2.5-4.2 V)."""
-    if model != "chen2020":
-        raise ValueError(f"unknown OCP model {model!r}")
+    """Open-circuit potential U(x) vs Li/Li+ in V; x = c/c_max.
+
+    ``chen2020``: Chen 2020, fitted 2.5-4.2 V, extrapolated above (4.5 V at x = 0.183).
+    ``chen2020_maerker2019``: the same below 4.2 V; above, a C1 quadratic branch through 4.5 V
+    at x = 0.120, the end of Maerker 2019's first charge (242.4 of 275.5 mA h/g).
+    """
+    _check_ocp_model(model)
     a0, a1 = _CHEN_LINEAR
     u = a0 * x + a1
     for b, c, d in _CHEN_TANH:
         u = u + b * xp.tanh(c * (x - d))
-    return u
+    if model == "chen2020":
+        return u
+    dx = x - _FC_X_JOIN
+    return _below_join(x, _FC_U_JOIN_V + _FC_SLOPE_V * dx + _FC_CURVATURE_V * dx * dx, u, xp)
 
 
 def docp_dx_V(x, xp: ModuleType = np, model: str = "chen2020"):
     """dU/dx in V (per unit Li fraction)."""
-    if model != "chen2020":
-        raise ValueError(f"unknown OCP model {model!r}")
+    _check_ocp_model(model)
     du = _CHEN_LINEAR[0] + 0.0 * x
     for b, c, d in _CHEN_TANH:
         t = xp.tanh(c * (x - d))
         du = du + b * c * (1.0 - t * t)
-    return du
+    if model == "chen2020":
+        return du
+    return _below_join(x, _FC_SLOPE_V + 2.0 * _FC_CURVATURE_V * (x - _FC_X_JOIN), du, xp)
 
 
 def ocp_range_V(model: str = "chen2020") -> tuple[float, float]:
@@ -143,6 +176,10 @@ def toughness_from_gamma(gamma, Gc_bulk: float, Gc_gb: float):
     return h * Gc_gb + (1.0 - h) * Gc_bulk
 
 
+#: named data-side points of a lattice table usable as anchors (:attr:`LatticeStrains.landmarks`)
+LANDMARK_NAMES = ("start", "c_peak", "collapse_end")
+
+
 class LatticeStrains:
     """Lattice strains eps_a(x), eps_c(x) of NMC811 from the operando XRD table.
 
@@ -152,6 +189,11 @@ class LatticeStrains:
     ``mapping='normalised'`` evaluates the table at
     ``x_data = x_start - s (x_start - x_end)`` with ``s = (x0 - x)/(x0 - x_model_end)``, so that
     the model's x at the cut-off voltage lands on the end of the measured c-collapse.
+
+    ``mapping='anchors'`` evaluates it at the affine ``x_data = a + b x`` through one or two
+    ``anchors`` (data side, model x): with one the table is shifted (b = 1), with two it is
+    shifted and stretched. The data side is a Li fraction of the table or one of
+    :data:`LANDMARK_NAMES` (e.g. ``('c_peak', x_at_voltage(4.0))``).
     """
 
     def __init__(
@@ -163,16 +205,21 @@ class LatticeStrains:
         data_x_start: float = 1.0,
         data_x_end: float = 0.12,
         model_x_end: float | None = None,
+        anchors: list[tuple[str | float, float]] | None = None,
     ):
         self.table = Path(table)
         if interpolation not in ("linear", "pchip"):
             raise ValueError(
                 f"lattice interpolation must be 'linear' or 'pchip', not {interpolation!r}"
             )
-        if mapping not in ("direct", "normalised"):
-            raise ValueError(f"strain mapping must be 'direct' or 'normalised', not {mapping!r}")
+        if mapping not in ("direct", "normalised", "anchors"):
+            raise ValueError(
+                f"strain mapping must be 'direct', 'normalised' or 'anchors', not {mapping!r}"
+            )
         if mapping == "normalised" and model_x_end is None:
             raise ValueError("normalised strain mapping needs model_x_end")
+        if mapping == "anchors" and not (anchors and len(anchors) <= 2):
+            raise ValueError("anchors strain mapping needs one or two anchors")
         self.interpolation = interpolation
         self.mapping = mapping
         self.x0 = x0
@@ -191,14 +238,32 @@ class LatticeStrains:
         self.x_data = x[order]
         self.eps_a_data = (a / a[0] - 1.0)[order]
         self.eps_c_data = (c / c[0] - 1.0)[order]
+        #: the reference (q = 0) lattice parameters in Å
+        self.a_ref_A, self.c_ref_A = float(a[0]), float(c[0])
+        #: (a, b) of x_data = a + b x for the 'anchors' mapping, else None
+        self.affine: tuple[float, float] | None = None
+        self.anchors = None
+        if mapping == "anchors":
+            self.anchors = [(self._landmark_x(dx), float(mx)) for dx, mx in anchors]
+            self.affine = self._affine_through(self.anchors)
 
     @classmethod
     def from_params(cls, params, table_path: Path) -> LatticeStrains:
         """Build from a resolved :class:`solver.config.Parameters`."""
         m = params.mechanics
+        ocp = params.electrochemistry.ocp
         x_end = None
         if m.strain_mapping == "normalised":
-            x_end = x_at_voltage(m.strain_map_voltage_V, params.electrochemistry.ocp)
+            x_end = x_at_voltage(m.strain_map_voltage_V, ocp)
+        anchors = None
+        if m.strain_mapping == "anchors":
+            anchors = [
+                (
+                    an.landmark,
+                    an.model_x if an.model_x is not None else x_at_voltage(an.voltage_V, ocp),
+                )
+                for an in m.strain_map_anchors
+            ]
         return cls(
             table_path,
             m.lattice_interpolation,
@@ -207,7 +272,49 @@ class LatticeStrains:
             m.strain_map_data_x_start,
             m.strain_map_data_x_end,
             x_end,
+            anchors,
         )
+
+    @cached_property
+    def landmarks(self) -> dict[str, float]:
+        """Data-side Li fractions: 'start' (largest x of the table), 'c_peak' (largest eps_c; the
+        largest x among equal maxima, i.e. the first reached on charge) and 'collapse_end' (the
+        smallest eps_c at x below the c-peak; the peak itself if c never falls)."""
+        xd, ec = self.x_data, self.eps_c_data
+        peak = float(xd[ec == ec.max()].max())
+        below = xd <= peak
+        lo = ec[below].min()
+        end = float(xd[below][ec[below] == lo].max())
+        return {"start": float(xd.max()), "c_peak": peak, "collapse_end": end}
+
+    def _landmark_x(self, spec) -> float:
+        if isinstance(spec, str):
+            if spec not in LANDMARK_NAMES:
+                raise ValueError(
+                    f"unknown strain landmark {spec!r} (allowed: {', '.join(LANDMARK_NAMES)} "
+                    "or a Li fraction of the table)"
+                )
+            return self.landmarks[spec]
+        return float(spec)
+
+    @staticmethod
+    def _affine_through(anchors: list[tuple[float, float]]) -> tuple[float, float]:
+        (d1, m1) = anchors[0]
+        if len(anchors) == 1:
+            return d1 - m1, 1.0
+        (d2, m2) = anchors[1]
+        if m1 == m2 or d1 == d2:
+            raise ValueError(
+                f"the two strain anchors coincide (data x {d1:.4f}, {d2:.4f}; model x "
+                f"{m1:.4f}, {m2:.4f})"
+            )
+        b = (d2 - d1) / (m2 - m1)
+        if b <= 0.0:
+            raise ValueError(
+                "the strain anchors reverse the order of x (data x "
+                f"{d1:.4f} -> model x {m1:.4f}, {d2:.4f} -> {m2:.4f}); swap one of them"
+            )
+        return d1 - b * m1, b
 
     @cached_property
     def _interp(self):
@@ -230,8 +337,22 @@ class LatticeStrains:
         x = np.asarray(x, dtype=float)
         if self.mapping == "direct":
             return x
+        if self.mapping == "anchors":
+            a, b = self.affine
+            return a + b * x
         s = (self.x0 - x) / (self.x0 - self.model_x_end)
         return self.data_x_start - s * (self.data_x_start - self.data_x_end)
+
+    def model_x(self, x_data):
+        """The model Li fraction whose table x is ``x_data`` (inverse of :meth:`data_x`)."""
+        xd = np.asarray(x_data, dtype=float)
+        if self.mapping == "direct":
+            return xd
+        if self.mapping == "anchors":
+            a, b = self.affine
+            return (xd - a) / b
+        s = (self.data_x_start - xd) / (self.data_x_start - self.data_x_end)
+        return self.x0 - s * (self.x0 - self.model_x_end)
 
     def eps_a(self, x):
         """In-plane (a-axis) lattice strain relative to the pristine lattice, dimensionless."""

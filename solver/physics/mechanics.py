@@ -229,8 +229,9 @@ class StrainLawUFL:
     ``interpolation='linear'``: the table's linear interpolation reproduced exactly (79 hinges),
     constant outside the data as in the table class. ``'pchip'``: the PCHIP curve sampled on
     ``pchip_knots`` uniform knots and linearly interpolated (max deviation from the PCHIP curve
-    2.5e-5 for 321 knots, below the table's precision; see :meth:`max_deviation`). The 'normalised' mapping is affine in x and applied
-    first. Strains are dimensionless.
+    2.5e-5 for 321 knots, below the table's precision; see :meth:`max_deviation`). The
+    'normalised' and 'anchors' mappings are affine in x and applied first. Strains are
+    dimensionless.
     """
 
     def __init__(self, lattice: mat.LatticeStrains, pchip_knots: int = 321):
@@ -247,6 +248,8 @@ class StrainLawUFL:
         self._c = _hinge_coefficients(self.knots, np.asarray(fc))
         if lattice.mapping == "direct":
             self._affine = (0.0, 1.0)
+        elif lattice.mapping == "anchors":
+            self._affine = lattice.affine
         else:
             s_scale = 1.0 / (lattice.x0 - lattice.model_x_end)
             span = lattice.data_x_start - lattice.data_x_end

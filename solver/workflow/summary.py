@@ -15,7 +15,7 @@ def material_summary(rc: ResolvedCase) -> str:
     r_m = rc.case.geometry.particle.diameter_um * 0.5e-6
     vol = 4.0 / 3.0 * math.pi * r_m**3
     lines = [
-        f"parameter set {p.name}: x0 = {ec.x0}, U(x0) = {float(mat.ocp_V(ec.x0)):.4f} V",
+        f"parameter set {p.name}: x0 = {ec.x0}, U(x0) = {float(mat.ocp_V(ec.x0, model=ec.ocp)):.4f} V",
     ]
     for step in rc.case.protocol:
         if step.type == "cc":
@@ -35,4 +35,11 @@ def material_summary(rc: ResolvedCase) -> str:
     from ..physics.fracture import summary_line  # local: pulls in dolfinx
 
     lines.append(summary_line(p))
+    if rc.case.physics.mechanics:
+        from .strain_path import for_case, landmark_lines
+
+        try:
+            lines += landmark_lines(for_case(rc))
+        except ValueError as exc:  # e.g. a protocol that never charges above U(x0)
+            lines.append(f"  strain path: not computed ({exc})")
     return "\n".join(lines)
