@@ -890,7 +890,8 @@ def _adopt_bundle(case: Case, source: str) -> None:
 
     The run meshes nothing when a bundle is named, so the bundle's settings are what is solved
     and what run.json records; a conflicting explicit value is an error instead of being
-    silently ignored.
+    silently ignored. ``mesh.refine_levels`` is the exception: refinement happens when the
+    bundle is loaded, so the case's value is used.
     """
     bundle = Path(case.geometry.bundle)
     settings = read_bundle_settings(bundle)
@@ -902,7 +903,7 @@ def _adopt_bundle(case: Case, source: str) -> None:
         ) from None
     conflicts = []
     for key, val in _explicit(case.geometry).items():
-        if key == "bundle":
+        if key in ("bundle", "mesh.refine_levels"):
             continue
         obj: Any = stored
         for part in key.split("."):
@@ -917,6 +918,8 @@ def _adopt_bundle(case: Case, source: str) -> None:
             "bundle with polycrack mesh"
         )
     stored.bundle = bundle
+    if "refine_levels" in case.geometry.mesh.model_fields_set:
+        stored.mesh.refine_levels = case.geometry.mesh.refine_levels
     case.geometry = stored
 
 

@@ -1,5 +1,5 @@
 """A failure on one MPI rank ends every rank with the same exit code, a message printed once by
-rank 0 and no traceback (issue 21, item 1): the agreement points of solver/collective.py, each
+rank 0 and no traceback (issue 21, item 1): the agreement points of polycrack.collective, each
 fault-injected on rank 0 only and on rank 1 only under ``mpirun -n 2``, the three inputs that
 used to hang, and the MPI_Abort last resort of ``polycrack`` for errors that reach ``main`` on
 one rank only. Subprocesses with a 60 s timeout: a hang fails the test instead of the suite.
@@ -128,7 +128,8 @@ def _assert_clean_exit(r, code: int, *needles: str) -> None:
 POINTS = {
     "load_case": ("run", "case_bundle.yaml", "--dry-run"),
     "size_guard": ("run", "case_bundle.yaml", "--dry-run"),
-    "make_dir": ("run", "case_bundle.yaml", "-o", "{tmp}/run"),
+    "run_dir": ("run", "case_bundle.yaml", "-o", "{tmp}/run"),
+    "make_dir": ("mesh", "case.yaml", "-o", "{tmp}/mesh"),
     "load_bundle.info": ("run", "case_bundle.yaml", "-o", "{tmp}/run"),
     "load_bundle.read": ("run", "case_bundle.yaml", "-o", "{tmp}/run"),
     "load_bundle.grains": ("run", "case_bundle.yaml", "-o", "{tmp}/run"),
@@ -177,7 +178,7 @@ def test_output_names_an_existing_file(bundle, tmp_path):
     f = tmp_path / "afile"
     f.write_text("x")
     r = mpirun("run", str(bundle / "case_bundle.yaml"), "-o", str(f))
-    _assert_clean_exit(r, 2, "is a file, not a directory")
+    _assert_clean_exit(r, 2, "is not a directory")
 
 
 def test_raw_dtype_floaty(tmp_path):

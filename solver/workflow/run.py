@@ -191,7 +191,7 @@ def load_problem(rc: ResolvedCase, out_dir: Path, comm: MPI.Comm) -> Problem:
 
     geo = rc.case.geometry
     path = geo.bundle if geo.bundle is not None else _dom.ensure_bundle(geo, out_dir / "mesh", comm)
-    domain = _dom.load_bundle(path, comm)
+    domain = _dom.load_bundle(path, comm, geo.mesh.refine_levels)
     if rc.case.physics.mechanics:
         return CoupledProblem(ParticleDomain.from_domain(domain), rc)
     ps = domain.particle_submesh()
@@ -607,7 +607,7 @@ class ElectrochemRun(Run):
 
                 geo = rc.case.geometry
                 path = geo.bundle or _dom.ensure_bundle(geo, Path(out_dir) / "mesh", comm)
-                ps = _dom.load_bundle(path, comm).particle_submesh()
+                ps = _dom.load_bundle(path, comm, geo.mesh.refine_levels).particle_submesh()
                 mesh = (ps.mesh, ps.facet_tags)
             pb = ElectrochemProblem(mesh[0], mesh[1], rc, reuse_lu=reuse_lu)
         kw.setdefault("verbose", progress)
