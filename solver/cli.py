@@ -1,15 +1,20 @@
 """The ``polycrack`` command (docs/user-guide.md section 2).
 
-Exit codes: 0 success, 2 bad input, 1 numerical failure.
+Exit codes: 0 success, 2 bad input, 1 numerical failure. Under ``mpirun`` every rank ends with
+the same code and rank 0 prints the message: rank-local work goes through agreement points
+(:mod:`polycrack.collective`), and an error that reaches :func:`main` on some ranks only ends the
+whole job with ``MPI_Abort`` after its message is flushed.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from . import __version__
+from .collective import Agreed, collective
 from .errors import InputError, SolverFailure
 
 EXAMPLES = """examples:
@@ -21,40 +26,84 @@ EXAMPLES = """examples:
 """
 
 
-def _cmd_mesh(args: argparse.Namespace) -> int:
-    """Build the bundle on rank 0 only (under mpirun every rank would write the same files)."""
+def _world():
+    """MPI_COMM_WORLD (DOLFINx's MPI loaded first)."""
     import dolfinx_solver  # noqa: F401  (MPI before mpi4py)
     from mpi4py import MPI
 
-    from .config import load_case
-    from .meshing import build_bundle
+    return MPI.COMM_WORLD
 
-    rc = load_case(args.case, args.set)
-    out = args.output or Path("runs") / (rc.case.name or Path(args.case).stem) / "mesh"
-    comm, err = MPI.COMM_WORLD, None
+
+def _load(args: argparse.Namespace, comm=None, files: bool = True):
+    """The resolved case, validated on every rank with one agreed outcome; ``files``: also the
+    input files it names (the particle file is only read when a bundle is built)."""
+    from .config import input_file_problems, load_case
+
+    with collective(comm, str(args.case), "load_case"):
+        rc = load_case(args.case, args.set)
+        problems = input_file_problems(rc) if files else []
+        if problems:
+            raise InputError("\n".join(problems))
+    if comm is None or comm.rank == 0:
+        for w in rc.warnings:
+            print(f"polycrack: warning: {w}", file=sys.stderr)
+    return rc
+
+
+def _size_guard(rc, stage: str, max_memory_gb: float | None, comm=None):
+    """Refuse (exit 2, every rank) a case whose estimate does not fit; returns the estimate."""
+    from .sizing import check_size, estimate_case
+
+    size = comm.size if comm is not None else 1
+    est = estimate_case(rc, size)
+    local = 1
+    if comm is not None and size > 1:
+        from mpi4py import MPI
+
+        node = comm.Split_type(MPI.COMM_TYPE_SHARED)
+        local = node.size
+        node.Free()
+    with collective(comm, "size guard", "size_guard"):
+        if stage == "run" or comm is None or comm.rank == 0:  # gmsh runs on rank 0 only
+            check_size(est, stage, max_memory_gb, ranks_on_node=local)
+    return est
+
+
+def _cmd_mesh(args: argparse.Namespace) -> int:
+    """Build the bundle on rank 0 only (under mpirun every rank would write the same files)."""
+    from .collective import make_dir
+
+    comm = _world()
+    rc = _load(args, comm)
+    est = _size_guard(rc, "mesh", args.max_memory, comm)
     if comm.rank == 0:
-        try:
-            build_bundle(rc.case.geometry, Path(out))
-        except InputError as exc:
-            err = exc
-    err = comm.bcast(err, root=0)
-    if err is not None:
-        raise err
+        print(est.summary())
+    out = Path(args.output or Path("runs") / (rc.case.name or Path(args.case).stem) / "mesh")
+    make_dir(out, comm, "bundle directory")
+    with collective(comm, f"meshing into {out}", "mesh.build"):
+        if comm.rank == 0:
+            from .meshing import build_bundle
+
+            build_bundle(rc.case.geometry, out)
     return 0
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from .config import load_case
-    from .workflow.summary import material_summary
-
-    rc = load_case(args.case, args.set)
     import yaml
 
+    from .sizing import available_bytes, check_size, estimate_case
+    from .workflow.summary import material_summary
+
+    rc = _load(args)
+    est = estimate_case(rc, 1)
+    check_size(est, "run", args.max_memory)
     print(f"{args.case}: valid")
     print(f"parameter set: {rc.params_path}")
     if args.verbose:
         print(yaml.safe_dump(rc.to_dict(), sort_keys=False))
     print(material_summary(rc))
+    avail = available_bytes()
+    print(est.summary() + (f"; {avail / 1e9:.1f} GB available here" if avail else ""))
     return 0
 
 
@@ -82,11 +131,13 @@ def _cmd_strain_path(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .config import load_case
-
-    rc = load_case(args.case, args.set)
+    comm = _world()
+    rc = _load(args, comm, files=args.restart is None)
+    est = _size_guard(rc, "run", args.max_memory, comm)
     if args.dry_run:
-        print(f"{args.case}: valid (dry run, nothing solved)")
+        if comm.rank == 0:
+            print(f"{args.case}: valid (dry run, nothing solved)")
+            print(est.summary())
         return 0
     if args.restart is not None and args.output is not None:
         if Path(args.output).resolve() != Path(args.restart).resolve():
@@ -96,20 +147,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
             )
     if args.allow_changes and args.restart is None:
         raise InputError("--allow-changes only applies to --restart")
-    from mpi4py import MPI
-
     from .workflow.run import run_case
 
     out = args.restart or args.output
     rec = run_case(
         rc,
         out,
-        MPI.COMM_WORLD,
+        comm,
         restart=args.restart is not None,
         allow_changes=tuple(args.allow_changes),
         overwrite=args.overwrite,
     )
-    if MPI.COMM_WORLD.rank == 0:
+    if comm.rank == 0:
         st = rec["steps"]
         print(
             f"{rec['status']}: {st['accepted']} steps, {rec['final']['time_s'] / 3600:.3f} h, "
@@ -146,6 +195,32 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return verify_main(args.np, args.k)
 
 
+def _max_memory_arg(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument(
+        "--max-memory",
+        type=_positive_float,
+        metavar="GB",
+        help="refuse the case if its estimated memory (all ranks) exceeds GB "
+        "(default: the memory available on this node)",
+    )
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = float("nan")
+    if not v > 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of GB, got {text!r}")
+    return v
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(Path(args.output), args.set)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .workflow.demo import run_demo
 
@@ -178,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("mesh", help="build the mesh bundle of a case")
     case_args(sp)
     sp.add_argument("-o", "--output", type=Path, help="bundle directory")
+    _max_memory_arg(sp)
     sp.set_defaults(func=_cmd_mesh)
 
     sp = sub.add_parser("run", help="run a case (also under mpirun -n N)")
@@ -196,11 +272,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--overwrite", action="store_true", help="replace a run already in the run directory"
     )
     sp.add_argument("--dry-run", action="store_true", help="validate only")
+    _max_memory_arg(sp)
     sp.set_defaults(func=_cmd_run)
 
     sp = sub.add_parser("check", help="validate a case file and print the resolved parameters")
     case_args(sp)
     sp.add_argument("-v", "--verbose", action="store_true", help="print the whole resolved case")
+    _max_memory_arg(sp)
     sp.set_defaults(func=_cmd_check)
 
     sp = sub.add_parser(
@@ -274,14 +352,59 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except InputError as exc:
-        print(f"polycrack: error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(exc, 2, "error")
     except SolverFailure as exc:
-        print(f"polycrack: solver failure: {exc}", file=sys.stderr)
-        return 1
+        return _fail(exc, 1, "solver failure")
     except KeyboardInterrupt:
         print("polycrack: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        comm = _parallel_world()
+        if comm is None:
+            raise
+        import traceback
+
+        traceback.print_exc()
+        _abort(comm, 1, f"polycrack: internal error: {type(exc).__name__}: {exc}")
+        raise  # not reached
+
+
+def _parallel_world():
+    """COMM_WORLD if MPI is running with more than one rank, else None (MPI not imported)."""
+    MPI = sys.modules.get("mpi4py.MPI")
+    if MPI is None or not MPI.Is_initialized() or MPI.Is_finalized():
+        return None
+    return MPI.COMM_WORLD if MPI.COMM_WORLD.size > 1 else None
+
+
+def _fail(exc: Exception, code: int, label: str) -> int:
+    """Print ``exc`` once and return ``code`` on every rank; abort the job if only some ranks
+    may have failed (the others would wait in a collective call forever)."""
+    msg = f"polycrack: {label}: {exc}"
+    comm = _parallel_world()
+    if comm is None:
+        print(msg, file=sys.stderr)
+        return code
+    if isinstance(exc, Agreed):  # raised on every rank by an agreement point
+        if comm.rank == 0:
+            print(msg, file=sys.stderr, flush=True)
+        return code
+    _abort(comm, code, msg)
+    return code  # not reached
+
+
+def _abort(comm, code: int, msg: str) -> None:
+    """Last resort under mpirun: print ``msg`` and end every rank with ``code`` (MPI_Abort).
+
+    A rank other than 0 waits a moment first, so that when rank 0 failed too its message is the
+    one printed (its abort ends this rank).
+    """
+    if comm.rank != 0:
+        time.sleep(1.0)
+        msg = msg.replace("polycrack: ", f"polycrack (rank {comm.rank}): ", 1)
+    print(msg, file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    comm.Abort(code)
 
 
 if __name__ == "__main__":

@@ -36,12 +36,14 @@ from .errors import InputError
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # non-finite numbers (.inf, .nan, 1e400) are rejected for every float key
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
 Positive = Annotated[float, Field(gt=0.0)]
 Poisson = Annotated[float, Field(gt=-1.0, lt=0.5)]
+PositiveInt = Annotated[int, Field(gt=0)]
 
 
 class ElectrochemistryParams(StrictModel):
@@ -174,9 +176,26 @@ class ParticleConfig(StrictModel):
     diameter_um: Positive = 14.0
     file: Path | None = None
     voxel_size_um: Positive | None = None
-    raw_shape: tuple[int, int, int] | None = None
+    raw_shape: tuple[PositiveInt, PositiveInt, PositiveInt] | None = None
     raw_dtype: str | None = None
     shape_seed: int = 0
+
+    @field_validator("raw_dtype")
+    @classmethod
+    def _numeric_dtype(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        import numpy as np
+
+        try:
+            dt = np.dtype(v)
+        except TypeError:
+            dt = None
+        if dt is None or dt.kind not in "uif":
+            raise ValueError(
+                f"not a numeric NumPy data type {v!r} (e.g. uint8, uint16, '<u2', float32)"
+            )
+        return v
 
     @model_validator(mode="after")
     def _needs_file(self) -> ParticleConfig:
@@ -473,13 +492,49 @@ def format_validation_error(
 # ---------------------------------------------------------------------------------------------
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (YAML says keys are
+    unique; PyYAML would silently keep the last value). Merge keys (``<<``) still override."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                    continue
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None,
+                        None,
+                        f"duplicate key {key!r} (first given on line {seen[key] + 1})",
+                        key_node.start_mark,
+                    )
+                seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
+
+
+def load_yaml_text(text: str) -> Any:
+    """``yaml.safe_load`` with duplicate keys refused (:class:`UniqueKeyLoader`)."""
+    return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
 def read_yaml(path: Path) -> dict:
     """Read a YAML mapping; errors name the file."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+            "save the file as UTF-8"
+        ) from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        data = load_yaml_text(text)
     except yaml.YAMLError as exc:
         raise InputError(f"{path}: not valid YAML: {exc}") from None
     if data is None:
@@ -526,11 +581,23 @@ def _split_values(raw: dict, path: Path) -> tuple[dict, dict]:
                         f"{path}: {key}.{k}: expected {{value: ..., source: ...}} or a plain value"
                     )
                 values[key][k] = v["value"]
-                sources[f"{key}.{k}"] = v.get("source", "unspecified")
+                src = v.get("source")
+                sources[f"{key}.{k}"] = (
+                    src if isinstance(src, str) and src.strip() else UNSPECIFIED_SOURCE
+                )
             else:
                 values[key][k] = v
-                sources[f"{key}.{k}"] = "unspecified"
+                sources[f"{key}.{k}"] = UNSPECIFIED_SOURCE
     return values, sources
+
+
+#: the source recorded for a parameter-set value given without one
+UNSPECIFIED_SOURCE = "unspecified"
+
+
+def is_shipped_set(path: Path) -> bool:
+    """The parameter set is one of polycrack's own (``params/``)."""
+    return Path(path).resolve().parent == _params.PARAMS_DIR.resolve()
 
 
 def _set_path(tree: dict, dotted: str, value: Any) -> None:
@@ -565,17 +632,25 @@ def parse_set(expr: str) -> tuple[str, Any]:
     if not key:
         raise InputError(f"--set {expr!r}: empty key")
     try:
-        value = yaml.safe_load(text) if text.strip() else None
+        value = load_yaml_text(text) if text.strip() else None
     except yaml.YAMLError:
         value = text
     return key, value
+
+
+#: Largest |V_set - V| (V) a ``cv`` step may start with. A potentiostatic jump of ~1 V drives a
+#: Butler-Volmer current ~e^17 times the exchange current: the surface saturates within
+#: milliseconds and the stepper spends minutes cutting dt (a CV at 4.5 V from 3.62 V was seen
+#: retrying for > 5 min). Such a step is a protocol mistake (a missing ``cc`` before the hold).
+#: Checked from the file (:func:`protocol_problems`) and at run time (polycrack.workflow.protocol).
+CV_MAX_JUMP_V = 0.25
 
 
 class ResolvedCase:
     """A validated case with its resolved parameter set.
 
     Attributes: ``case`` (Case), ``params`` (Parameters), ``sources`` (key -> citation),
-    ``case_path`` and ``params_path``.
+    ``case_path``, ``params_path`` and ``warnings`` (lines that ``check`` and ``run`` print).
     """
 
     def __init__(
@@ -586,6 +661,7 @@ class ResolvedCase:
         self.sources = sources
         self.case_path = Path(case_path) if case_path else None
         self.params_path = Path(params_path)
+        self.warnings: list[str] = []
 
     @property
     def lattice_table_path(self) -> Path:
@@ -620,9 +696,19 @@ class ResolvedCase:
 def load_parameters(
     path: Path, overrides: dict[str, Any] | None = None, override_source: str = "override"
 ) -> tuple[Parameters, dict[str, str]]:
-    """Load and validate a parameter-set file, applying dotted or nested overrides."""
+    """Load and validate a parameter-set file, applying dotted or nested overrides.
+
+    Every value of a shipped set (``params/``) must name its source; a user set may leave it
+    out (``resolve_case`` then warns).
+    """
     path = Path(path)
     values, sources = _split_values(read_yaml(path), path)
+    missing = sorted(k for k, v in sources.items() if v == UNSPECIFIED_SOURCE)
+    if missing and is_shipped_set(path):
+        raise InputError(
+            f"{path}: {', '.join(missing)}: no source; every value of a shipped parameter set "
+            "is written {value: ..., source: ...}"
+        )
     for key, val in _flatten(overrides or {}).items():
         section = key.split(".")[0]
         if section not in PARAM_SECTIONS:
@@ -639,30 +725,105 @@ def load_parameters(
     return p, sources
 
 
-def check_consistency(rc: ResolvedCase, source: str) -> None:
-    """Cross-checks between protocol and parameters (voltage limits inside the OCP range)."""
+def protocol_problems(rc: ResolvedCase, source: str) -> list[str]:
+    """What the protocol gets wrong that follows from the file alone.
+
+    The voltage at the start of each step is known from the previous step where that step ends
+    at a fixed voltage (a ``cc`` step without ``max_time_s`` within ``event_voltage_tol_V`` of
+    its cut-off, a ``cv`` step at its set voltage; the first step starts at U(x0)); after a
+    ``rest`` or a time-limited ``cc`` it is only bracketed. A charge must end above and a
+    discharge below where it starts, and a ``cv`` step must not jump by more than
+    :data:`CV_MAX_JUMP_V` (the run would stop there with exit 2).
+    """
     from .physics import materials  # local: materials imports nothing from here
 
-    lo, hi = materials.ocp_range_V(rc.params.electrochemistry.ocp)
+    ec = rc.params.electrochemistry
+    tol = rc.case.solver.event_voltage_tol_V
+    lo_ocp, hi_ocp = materials.ocp_range_V(ec.ocp)
+    u0 = float(materials.ocp_V(ec.x0, model=ec.ocp))
+    start: tuple[float, float] | None = (u0, u0)  # bracket of the voltage a step starts at
     problems = []
+
+    def where(i: int) -> str:
+        if i == 0:
+            return f"the open-circuit voltage at x0 = {ec.x0} ({u0:.3f} V)"
+        prev = rc.case.protocol[i - 1]
+        at = (
+            f"{start[0]:.3f} V"
+            if start[1] - start[0] < 0.01
+            else (f"{start[0]:.3f}-{start[1]:.3f} V")
+        )
+        return f"where protocol[{i - 1}] ({prev.type}) ends, {at}"
+
     for i, step in enumerate(rc.case.protocol):
         v = getattr(step, "until_voltage_V", None)
         key = "until_voltage_V"
         if v is None:
             v, key = getattr(step, "voltage_V", None), "voltage_V"
-        if v is not None and not lo < v < hi:
+        if v is not None and not lo_ocp < v < hi_ocp:
             problems.append(
                 f"{source}: protocol[{i}].{key}: {v} V is outside the OCP range "
-                f"({lo:.3f}-{hi:.3f} V of '{rc.params.electrochemistry.ocp}'); it can never be reached"
+                f"({lo_ocp:.3f}-{hi_ocp:.3f} V of '{ec.ocp}'); it can never be reached"
             )
+        nxt: tuple[float, float] | None = None
         if isinstance(step, CCStep):
-            x0 = rc.params.electrochemistry.x0
-            u0 = float(materials.ocp_V(x0, model=rc.params.electrochemistry.ocp))
-            if step.direction == "charge" and step.until_voltage_V <= u0:
-                problems.append(
-                    f"{source}: protocol[{i}].until_voltage_V: {step.until_voltage_V} V is below the "
-                    f"open-circuit voltage at x0 = {x0} ({u0:.3f} V); a charge only raises V"
-                )
+            vt = step.until_voltage_V
+            charge = step.direction == "charge"
+            if start is not None:
+                if charge and vt <= start[0]:
+                    problems.append(
+                        f"{source}: protocol[{i}].until_voltage_V: {vt} V is below "
+                        f"{where(i)}; a charge only raises V"
+                    )
+                elif not charge and vt >= start[1]:
+                    problems.append(
+                        f"{source}: protocol[{i}].until_voltage_V: {vt} V is above "
+                        f"{where(i)}; a discharge only lowers V"
+                    )
+            if step.max_time_s is None:
+                nxt = (vt - tol, vt + tol)
+            elif start is not None:  # stopped by time: between the start and the cut-off
+                nxt = (min(start[0], vt - tol), max(start[1], vt + tol))
+        elif isinstance(step, CVStep):
+            if start is not None:
+                gap = max(start[0] - step.voltage_V, step.voltage_V - start[1], 0.0)
+                if gap > CV_MAX_JUMP_V:
+                    problems.append(
+                        f"{source}: protocol[{i}].voltage_V: a cv step at {step.voltage_V} V "
+                        f"starts {where(i)}: a potentiostatic jump of {gap:.3g} V "
+                        f"(> {CV_MAX_JUMP_V} V) stops the run there; put a cc step with "
+                        f"until_voltage_V: {step.voltage_V:g} before it"
+                    )
+                elif gap > tol:
+                    rc.warnings.append(
+                        f"{source}: protocol[{i}].voltage_V: the cv step at {step.voltage_V} V "
+                        f"starts {where(i)}, a jump of {gap:.3g} V"
+                    )
+            nxt = (step.voltage_V, step.voltage_V)
+        start = nxt  # rest: the voltage relaxes to an unknown open-circuit value
+    return problems
+
+
+def lattice_table_problems(rc: ResolvedCase) -> list[str]:
+    """Read the lattice-strain table as the run will (``materials.LatticeStrains``)."""
+    from .physics import materials
+
+    path = rc.lattice_table_path
+    if not path.is_file():
+        return [f"{rc.params_path}: mechanics.lattice_table: no file {path}"]
+    try:
+        materials.LatticeStrains.from_params(rc.params, path)
+    except (ValueError, OSError) as exc:
+        return [f"{rc.params_path}: mechanics.lattice_table: {exc}"]
+    return []
+
+
+def check_consistency(rc: ResolvedCase, source: str) -> None:
+    """Cross-checks between protocol, parameters and the lattice table."""
+    from .physics import materials  # local: materials imports nothing from here
+
+    lo, hi = materials.ocp_range_V(rc.params.electrochemistry.ocp)
+    problems = protocol_problems(rc, source)
     m = rc.params.mechanics
     if m.strain_mapping == "normalised" and not lo < m.strain_map_voltage_V < hi:
         problems.append(
@@ -675,15 +836,7 @@ def check_consistency(rc: ResolvedCase, source: str) -> None:
                 f"{source}: mechanics.strain_map_anchors[{i}].voltage_V: {an.voltage_V} V is "
                 f"outside the OCP range ({lo:.3f}-{hi:.3f} V)"
             )
-    if not rc.lattice_table_path.is_file():
-        problems.append(
-            f"{rc.params_path}: mechanics.lattice_table: no file {rc.lattice_table_path}"
-        )
-    elif m.strain_mapping == "anchors" and not problems:
-        try:
-            materials.LatticeStrains.from_params(rc.params, rc.lattice_table_path)
-        except ValueError as exc:
-            problems.append(f"{source}: mechanics.strain_map_anchors: {exc}")
+    problems += lattice_table_problems(rc)
     if problems:
         raise InputError("\n".join(problems))
 
@@ -700,29 +853,157 @@ def load_case(path: Path | str, sets: list[str] | None = None) -> ResolvedCase:
     return resolve_case(raw, path, sets)
 
 
+#: the files of a mesh bundle (ARCHITECTURE.md section 3.2)
+BUNDLE_FILES = ("mesh.msh", "grains.csv", "mesh.json")
+
+#: file paths of a case file: relative ones are taken from the case file's folder (relative
+#: ones given with --set from the working directory)
+PATH_KEYS = ("geometry.particle.file", "geometry.bundle")
+
+
+def _set_case_value(raw: dict, expr: str, key: str, value: Any) -> None:
+    """Apply one ``--set`` to the raw case (list indices 0..n-1)."""
+    parts = key.split(".")
+    node: Any = raw
+    try:
+        for p in parts[:-1]:
+            if isinstance(node, list):
+                node = node[_index(p, node)]
+            else:
+                node = node.setdefault(p, {})
+        if isinstance(node, list):
+            node[_index(parts[-1], node)] = value
+        else:
+            node[parts[-1]] = value
+    except (ValueError, IndexError, TypeError, AttributeError) as exc:
+        why = f": {exc}" if isinstance(exc, IndexError) else ""
+        raise InputError(f"--set {expr}: cannot set {key!r} in this case file{why}") from None
+
+
+def _index(part: str, node: list) -> int:
+    i = int(part)
+    if not 0 <= i < len(node):
+        raise IndexError(f"index {part} is not in 0..{len(node) - 1}")
+    return i
+
+
+def _resolve_paths(case: Case, path: Path | None, from_cwd: set[str]) -> None:
+    """Make the relative file paths of ``case`` absolute: case-file folder (or cwd for --set)."""
+    base = Path(path).resolve().parent if path else Path.cwd()
+    geo = case.geometry
+    for key in PATH_KEYS:
+        owner = geo.particle if key.endswith("file") else geo
+        name = key.rsplit(".", 1)[1]
+        val = getattr(owner, name)
+        if val is None or Path(val).is_absolute():
+            continue
+        root = Path.cwd() if key in from_cwd else base
+        setattr(owner, name, (root / val).resolve())
+
+
+def read_bundle_settings(bundle: Path) -> dict:
+    """The geometry settings stored in a bundle's ``mesh.json`` (errors name the file)."""
+    missing = [f for f in BUNDLE_FILES if not (bundle / f).is_file()]
+    if not bundle.is_dir() or missing:
+        what = "no such directory" if not bundle.exists() else f"missing {', '.join(missing)}"
+        raise InputError(
+            f"geometry.bundle: {bundle}: not a mesh bundle ({what}); build one with "
+            "polycrack mesh CASE -o DIR"
+        )
+    import json
+
+    try:
+        info = json.loads((bundle / "mesh.json").read_text())
+        settings = info["settings"]
+        if not isinstance(settings, dict):
+            raise TypeError("'settings' is not a mapping")
+    except (ValueError, KeyError, TypeError, OSError) as exc:
+        raise InputError(
+            f"geometry.bundle: {bundle / 'mesh.json'}: corrupt bundle description "
+            f"({type(exc).__name__}: {exc}); build the bundle again"
+        ) from None
+    return settings
+
+
+def _explicit(model: BaseModel, prefix: str = "") -> dict[str, Any]:
+    """Dotted keys -> values of the fields given explicitly (not defaulted) in ``model``."""
+    out: dict[str, Any] = {}
+    for name in model.model_fields_set:
+        v = getattr(model, name)
+        key = f"{prefix}{name}"
+        if isinstance(v, BaseModel):
+            out.update(_explicit(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float | int) and isinstance(b, float | int) and not isinstance(a, bool):
+        return abs(a - b) <= 1e-9 * max(abs(a), abs(b), 1.0)
+    if isinstance(a, Path) or isinstance(b, Path):
+        return a is not None and b is not None and Path(a) == Path(b)
+    if isinstance(a, tuple | list) and isinstance(b, tuple | list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return a == b
+
+
+def _adopt_bundle(case: Case, source: str) -> None:
+    """Take the geometry from ``geometry.bundle``; a value the case gives explicitly must agree.
+
+    The run meshes nothing when a bundle is named, so the bundle's settings are what is solved
+    and what run.json records; a conflicting explicit value is an error instead of being
+    silently ignored. ``mesh.refine_levels`` is the exception: refinement happens when the
+    bundle is loaded, so the case's value is used.
+    """
+    bundle = Path(case.geometry.bundle)
+    settings = read_bundle_settings(bundle)
+    try:
+        stored = GeometryConfig.model_validate({**settings, "bundle": None})
+    except ValidationError as exc:
+        raise InputError(
+            format_validation_error(exc, GeometryConfig, str(bundle / "mesh.json"), "settings")
+        ) from None
+    conflicts = []
+    for key, val in _explicit(case.geometry).items():
+        if key in ("bundle", "mesh.refine_levels"):
+            continue
+        obj: Any = stored
+        for part in key.split("."):
+            obj = getattr(obj, part)
+        if not _same(val, obj):
+            conflicts.append(f"geometry.{key} = {val} (the bundle has {obj})")
+    if conflicts:
+        raise InputError(
+            f"{source}: geometry.bundle {bundle} was built for other geometry settings: "
+            + "; ".join(conflicts)
+            + ". Remove these keys from the case (the bundle's values are used) or build a new "
+            "bundle with polycrack mesh"
+        )
+    stored.bundle = bundle
+    if "refine_levels" in case.geometry.mesh.model_fields_set:
+        stored.mesh.refine_levels = case.geometry.mesh.refine_levels
+    case.geometry = stored
+
+
 def resolve_case(raw: dict, path: Path | None, sets: list[str] | None = None) -> ResolvedCase:
-    """Validate an in-memory case mapping (``path`` only for messages and relative files)."""
+    """Validate an in-memory case mapping (``path`` for messages and relative files).
+
+    Relative file paths (:data:`PATH_KEYS`) are resolved against the case file's folder (those
+    given with ``--set`` against the working directory); a ``geometry.bundle`` must be a
+    readable bundle and replaces the geometry settings (see :func:`_adopt_bundle`).
+    """
     raw = copy.deepcopy(raw)
     source = str(path) if path else "<case>"
     param_sets: dict[str, Any] = {}
+    from_cwd: set[str] = set()
     for expr in sets or []:
         key, value = parse_set(expr)
         head = key.split(".")[0]
         if head in CASE_SECTIONS:
-            parts = key.split(".")
-            node: Any = raw
-            try:
-                for p in parts[:-1]:
-                    if isinstance(node, list):
-                        node = node[int(p)]
-                    else:
-                        node = node.setdefault(p, {})
-                if isinstance(node, list):
-                    node[int(parts[-1])] = value
-                else:
-                    node[parts[-1]] = value
-            except (ValueError, IndexError, TypeError, AttributeError):
-                raise InputError(f"--set {expr}: cannot set {key!r} in this case file") from None
+            _set_case_value(raw, expr, key, value)
+            if key in PATH_KEYS:
+                from_cwd.add(key)
         elif head in PARAM_SECTIONS:
             param_sets[key] = value
         else:
@@ -735,6 +1016,9 @@ def resolve_case(raw: dict, path: Path | None, sets: list[str] | None = None) ->
     except ValidationError as exc:
         src = source + (" (with --set)" if sets else "")
         raise InputError(format_validation_error(exc, Case, src)) from None
+    _resolve_paths(case, path, from_cwd)
+    if case.geometry.bundle is not None:
+        _adopt_bundle(case, source)
 
     ppath = find_parameter_set(case.material.set, relative_to=path)
     overrides = dict(_flatten(case.material.overrides))
@@ -745,5 +1029,55 @@ def resolve_case(raw: dict, path: Path | None, sets: list[str] | None = None) ->
         params, _ = load_parameters(ppath, {**overrides, **param_sets}, override_source="--set")
         sources.update({k: "--set" for k in param_sets})
     rc = ResolvedCase(case, params, sources, path, ppath)
+    missing = sorted(k for k, v in sources.items() if v == UNSPECIFIED_SOURCE)
+    if missing:
+        rc.warnings.append(
+            f"{ppath}: no source given for {', '.join(missing)} (write "
+            "{value: ..., source: ...} so that run.json records where each value comes from)"
+        )
     check_consistency(rc, source)
     return rc
+
+
+def input_file_problems(rc: ResolvedCase) -> list[str]:
+    """Files the case reads that are missing or unreadable (``check``, ``mesh``, ``run``).
+
+    The particle file (CT volume or surface) is only read when a bundle is built; this looks at
+    its existence, and for CT volumes at what can be known cheaply (a .npy header, the size of a
+    .raw file against ``raw_shape`` and ``raw_dtype``).
+    """
+    p = rc.case.geometry.particle
+    if p.file is None or rc.case.geometry.bundle is not None:
+        return []
+    f = Path(p.file)
+    key = "geometry.particle.file"
+    hint = f" (relative paths in {rc.case_path} are taken from its folder)" if rc.case_path else ""
+    if not f.exists():
+        return [f"{key}: {f}: no such file{hint}"]
+    if p.source != "ct" or f.is_dir():
+        return []
+    import numpy as np
+
+    suf = f.suffix.lower()
+    try:
+        if suf == ".npy":
+            head = np.load(f, mmap_mode="r")  # reads the header only
+            shape, dtype = head.shape, head.dtype
+            del head
+            if len(shape) != 3:
+                return [f"{key}: {f}: expected a 3D volume, the array has shape {shape}"]
+            if dtype.kind not in "uifb":
+                return [f"{key}: {f}: not a numeric volume (dtype {dtype})"]
+        elif suf == ".raw":
+            want = int(np.prod(p.raw_shape)) * np.dtype(p.raw_dtype).itemsize
+            have = f.stat().st_size
+            if have != want:
+                return [
+                    f"{key}: {f}: {have} bytes, but raw_shape {list(p.raw_shape)} of "
+                    f"{p.raw_dtype} needs {want}"
+                ]
+        elif suf not in (".tif", ".tiff"):
+            return [f"{key}: {f}: unknown CT format {suf!r} (use .npy, .tif/.tiff or .raw)"]
+    except (OSError, ValueError) as exc:
+        return [f"{key}: {f}: cannot read: {exc}"]
+    return []

@@ -221,12 +221,29 @@ def test_one_mesh_per_distinct_geometry(tmp_path, monkeypatch):
     assert sw.sweep(p, log=msgs.append) == 0 and built == []  # complete bundles are reused
     assert sum("reused" in m for m in msgs) == 2
     # a base that names its own bundle keeps it and nothing is built
-    base = yaml.safe_load((tmp_path / "base.yaml").read_text())
+    from solver.config import GeometryConfig
+
+    own = tmp_path / "own"
+    own.mkdir()
+    p = _sweep_file(own, execution={"mode": "slurm"})
+    base = yaml.safe_load((own / "base.yaml").read_text())
+    mine = own / "my_bundle"
+    mine.mkdir()
+    for f in ("mesh.msh", "grains.csv"):
+        (mine / f).write_text("x")
+    settings = GeometryConfig.model_validate(base["geometry"]).model_dump(mode="json")
+    (mine / "mesh.json").write_text(json.dumps({"settings": settings}))
     base["geometry"]["bundle"] = "my_bundle"
-    (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
+    (own / "base.yaml").write_text(yaml.safe_dump(base))
     assert sw.sweep(p, log=msgs.append) == 0 and built == []
+    _, cases, _, _ = sw.load_sweep(p)
     doc = yaml.safe_load(cases[0].case_file.read_text())
-    assert doc["geometry"]["bundle"] == str(tmp_path / "my_bundle")
+    assert doc["geometry"]["bundle"] == str(own / "my_bundle")
+    # ... and a sweep over its geometry is refused (the bundle would silently win; issue 21)
+    p = _sweep_file(own, zip={"geometry.grains.seed": [1, 2]})
+    (own / "base.yaml").write_text(yaml.safe_dump(base))
+    with pytest.raises(InputError, match="built for other geometry settings"):
+        sw.load_sweep(p)
 
 
 _SLOW_CASE = """

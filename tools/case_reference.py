@@ -64,8 +64,8 @@ MEANING: dict[str, str] = {
     "geometry.mesh.particle_size_um": "target element size in the particle (gmsh)",
     "geometry.mesh.binder_size_um": "element size the binder shell grows to outside the particle (gmsh)",
     "geometry.mesh.refine_levels": "uniform refinements in DOLFINx after loading (×8 cells each)",
-    "geometry.bundle": "use this mesh bundle instead of meshing (the other geometry keys are "
-    "then not used for the mesh)",
+    "geometry.bundle": "use this mesh bundle instead of meshing; its settings become the case's "
+    "(a geometry key the case also gives must agree, except mesh.refine_levels)",
     "material.set": "parameter set: a shipped name (`params/<name>.yaml`) or a path",
     "material.overrides": "parameter values replacing the set's, e.g. `{fracture.Gc_GB_J_m2: 3.0}`",
     "protocol": "list of steps, run in order (at least one); see the step tables",

@@ -22,6 +22,7 @@ from dolfinx import mesh as dmesh
 from dolfinx.io import gmsh as dgmsh
 from mpi4py import MPI
 
+from ..collective import collective
 from ..errors import InputError
 from ..meshing.tags import BINDER
 
@@ -88,11 +89,10 @@ def bundle_is_complete(path: Path) -> bool:
 def ensure_bundle(geometry, out_dir: Path, comm: MPI.Comm = MPI.COMM_WORLD) -> Path:
     """The bundle for ``geometry`` in ``out_dir``, built on rank 0 if it is missing (collective)."""
     out = Path(out_dir)
-    err = None
-    if comm.rank == 0:
-        try:
+    with collective(comm, f"mesh bundle {out}", "ensure_bundle"):
+        if comm.rank == 0:
             if bundle_is_complete(out):
-                same = json.loads((out / "mesh.json").read_text()).get("settings")
+                same = _read_info(out).get("settings")
                 if same != geometry.model_dump(mode="json"):
                     raise InputError(
                         f"{out}: holds a mesh bundle for other geometry settings; "
@@ -102,39 +102,84 @@ def ensure_bundle(geometry, out_dir: Path, comm: MPI.Comm = MPI.COMM_WORLD) -> P
                 from ..meshing import build_bundle
 
                 build_bundle(geometry, out)
-        except InputError as exc:
-            err = str(exc)
-    err = comm.bcast(err, root=0)
-    if err:
-        raise InputError(err)
     return out
 
 
-def _read_grains(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    ids = np.array([int(r["grain_id"]) for r in rows], dtype=np.int32)
-    axes = np.array([[float(r[f"axis_{c}"]) for c in "xyz"] for r in rows])
-    seeds = np.array([[float(r[f"seed_{c}_um"]) for c in "xyz"] for r in rows])
+def _read_info(path: Path) -> dict:
+    """A bundle's ``mesh.json`` (errors name the file)."""
+    f = Path(path) / "mesh.json"
+    try:
+        info = json.loads(f.read_text())
+    except (ValueError, OSError) as exc:
+        raise InputError(
+            f"{f}: corrupt mesh bundle description ({exc}); build the bundle again"
+        ) from None
+    if not isinstance(info, dict):
+        raise InputError(f"{f}: corrupt mesh bundle description (not a JSON object)")
+    return info
+
+
+def _read_grains(path: Path, grains: int | None = None) -> tuple[np.ndarray, ...]:
+    """grain ids, unit c-axes and seeds (µm) from ``grains.csv``; ``grains``: expected count."""
+    try:
+        with open(path, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        ids = np.array([int(r["grain_id"]) for r in rows], dtype=np.int32)
+        axes = np.array([[float(r[f"axis_{c}"]) for c in "xyz"] for r in rows]).reshape(-1, 3)
+        seeds = np.array([[float(r[f"seed_{c}_um"]) for c in "xyz"] for r in rows]).reshape(-1, 3)
+    except (KeyError, ValueError, TypeError, OSError, csv.Error) as exc:
+        raise InputError(
+            f"{path}: damaged grain table ({type(exc).__name__}: {exc}); build the bundle again"
+        ) from None
+    problem = None
+    if grains is not None and len(ids) != grains:
+        problem = f"{len(ids)} grains, but mesh.json says {grains}"
+    elif not np.array_equal(ids, np.arange(1, len(ids) + 1)):
+        problem = "grain ids are not 1..N in order"
+    elif not (np.isfinite(axes).all() and np.isfinite(seeds).all()):
+        problem = "non-finite axis or seed"
+    elif len(ids) and not np.allclose(np.linalg.norm(axes, axis=1), 1.0, atol=1e-6):
+        problem = "c-axes are not unit vectors"
+    if problem:
+        raise InputError(f"{path}: damaged grain table ({problem}); build the bundle again")
     return ids, axes, seeds
 
 
 def _read_msh_quietly(msh_path: Path, comm: MPI.Comm, partitioner):
-    """``dolfinx.io.gmsh.read_from_msh`` on rank 0 without gmsh's progress output."""
+    """``dolfinx.io.gmsh.read_from_msh`` on rank 0 without gmsh's progress output; a damaged
+    file is an InputError on every rank."""
     import gmsh
 
     own = comm.rank == 0 and not gmsh.isInitialized()
+
+    def done() -> None:
+        if comm.rank == 0:
+            gmsh.model.remove()
+            if own:
+                gmsh.finalize()
+
     if comm.rank == 0:
         if own:
             gmsh.initialize(["-noenv"])
         gmsh.option.setNumber("General.Terminal", 0)
         gmsh.model.add("bundle")
-        gmsh.merge(str(msh_path))
+    try:
+        with collective(comm, f"{msh_path}", "load_bundle.read"):
+            if comm.rank == 0:
+                try:
+                    gmsh.merge(str(msh_path))
+                    why = "" if gmsh.model.getPhysicalGroups(3) else "no tagged tetrahedra"
+                except Exception as exc:  # gmsh raises plain Exception
+                    why = str(exc)
+                if why:
+                    raise InputError(
+                        f"{msh_path}: damaged mesh file (gmsh: {why}); build the bundle again"
+                    )
+    except InputError:
+        done()
+        raise
     data = dgmsh.model_to_mesh(gmsh.model, comm, 0, gdim=3, partitioner=partitioner)
-    if comm.rank == 0:
-        gmsh.model.remove()
-        if own:
-            gmsh.finalize()
+    done()
     return data
 
 
@@ -143,14 +188,18 @@ def load_bundle(
 ) -> Domain:
     """Read a bundle on rank 0 and distribute it (collective); see the module docstring."""
     path = Path(path)
-    if not bundle_is_complete(path):
-        raise InputError(f"{path}: not a mesh bundle (needs mesh.msh, grains.csv, mesh.json)")
-    info = json.loads((path / "mesh.json").read_text())
-    levels = (
-        refine_levels
-        if refine_levels is not None
-        else int(info.get("settings", {}).get("mesh", {}).get("refine_levels", 0))
-    )
+    with collective(comm, f"mesh bundle {path}", "load_bundle.info"):
+        if not bundle_is_complete(path):
+            raise InputError(f"{path}: not a mesh bundle (needs mesh.msh, grains.csv, mesh.json)")
+        info = _read_info(path)
+        try:
+            levels = (
+                refine_levels
+                if refine_levels is not None
+                else int(info.get("settings", {}).get("mesh", {}).get("refine_levels", 0))
+            )
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise InputError(f"{path / 'mesh.json'}: corrupt settings ({exc})") from None
     # transfer_meshtag does not support ghosted meshes: refine unghosted, then redistribute
     ghosts = dmesh.GhostMode.none if levels > 0 else dmesh.GhostMode.shared_facet
     part = dmesh.create_cell_partitioner(ghosts, 2)
@@ -161,7 +210,8 @@ def load_bundle(
         _push_to_surfaces(msh, ft, info)
     if levels > 0:
         msh, ct, ft = _reghost(msh, ct, ft)
-    ids, axes, seeds = _read_grains(path / "grains.csv")
+    with collective(comm, f"{path / 'grains.csv'}", "load_bundle.grains"):
+        ids, axes, seeds = _read_grains(path / "grains.csv", info.get("grains"))
     dom = Domain(msh, ct, ft, ids, axes, seeds, info, path)
     import ufl
     from dolfinx import fem

@@ -233,6 +233,11 @@ class LatticeStrains:
         if d.shape[1] < 5:
             raise ValueError(f"{self.table}: expected columns q, error, a, b, c, ...")
         q, a, c = d[:, 0], d[:, 2], d[:, 4]
+        if len(q) < 2 or not np.isfinite(d[:, [0, 2, 4]]).all() or a[0] <= 0 or c[0] <= 0:
+            raise ValueError(
+                f"{self.table}: expected at least two rows of finite q, a, c with positive "
+                "pristine lattice parameters in the first row"
+            )
         x = 1.0 - q / THEORETICAL_CAPACITY_MAH_G
         order = np.argsort(x)
         self.x_data = x[order]

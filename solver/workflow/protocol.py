@@ -22,18 +22,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..config import CCStep, CVStep, RestStep, SolverConfig
+from ..config import CV_MAX_JUMP_V, CCStep, CVStep, RestStep, SolverConfig
 from ..errors import InputError, SolverFailure
 from ..numerics.stepping import AdaptiveBDF, Trial
 from ..physics.electrochem import Electrochemistry
 
 EVENT_CURRENT_RTOL = 1e-3
 MAX_EVENT_ITERATIONS = 30
-#: Largest |V_set - V| (V) a ``cv`` step may start with. A potentiostatic jump of ~1 V drives a
-#: Butler-Volmer current ~e^17 times the exchange current: the surface saturates within
-#: milliseconds and the stepper spends minutes cutting dt (a CV at 4.5 V from 3.62 V was seen
-#: retrying for > 5 min). Such a step is a protocol mistake (a missing ``cc`` before the hold).
-CV_MAX_JUMP_V = 0.25
+#: CV_MAX_JUMP_V (imported above, defined in polycrack.config): largest |V_set - V| a ``cv`` step
+#: may start with; the same limit is checked from the file by ``polycrack check``.
 
 __all__ = ["ProtocolRunner", "StepSummary", "EVENT_CURRENT_RTOL"]
 

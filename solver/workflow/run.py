@@ -30,6 +30,7 @@ import dolfinx_solver  # noqa: F401  (MPI before dolfinx / petsc4py)
 from dolfinx import fem
 from mpi4py import MPI
 
+from ..collective import collective, make_writable_dir
 from ..config import ResolvedCase
 from ..errors import InputError, SolverFailure
 from ..physics import materials as mat
@@ -190,7 +191,7 @@ def load_problem(rc: ResolvedCase, out_dir: Path, comm: MPI.Comm) -> Problem:
 
     geo = rc.case.geometry
     path = geo.bundle if geo.bundle is not None else _dom.ensure_bundle(geo, out_dir / "mesh", comm)
-    domain = _dom.load_bundle(path, comm)
+    domain = _dom.load_bundle(path, comm, geo.mesh.refine_levels)
     if rc.case.physics.mechanics:
         return CoupledProblem(ParticleDomain.from_domain(domain), rc)
     ps = domain.particle_submesh()
@@ -198,19 +199,13 @@ def load_problem(rc: ResolvedCase, out_dir: Path, comm: MPI.Comm) -> Problem:
 
 
 def _collective(comm: MPI.Comm, fn):
-    """Run ``fn`` on rank 0; an InputError there is raised on every rank. Returns fn's value."""
-    value, err = None, None
-    if comm.rank == 0:
-        try:
+    """Run ``fn`` on rank 0; any error there is raised on every rank (an OSError or other
+    exception as InputError naming the run directory; polycrack.collective). Returns fn's value."""
+    value = None
+    with collective(comm, "run directory", "run_dir"):
+        if comm.rank == 0:
             value = fn()
-        except InputError as exc:
-            err = str(exc)
-        except OSError as exc:
-            err = f"{getattr(exc, 'filename', '') or ''}: {exc.strerror or exc}"
-    value, err = comm.bcast((value, err), root=0)
-    if err:
-        raise InputError(err)
-    return value
+    return comm.bcast(value, root=0)
 
 
 class Run:
@@ -277,7 +272,7 @@ class Run:
             for n in held:
                 p = out / n
                 shutil.rmtree(p) if p.is_dir() else p.unlink()
-            out.mkdir(parents=True, exist_ok=True)
+            make_writable_dir(out, "run directory")  # also fails for /proc, read-only mounts
             return {"run_id": uuid.uuid4().hex, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
         return _collective(self.comm, prepare)
@@ -612,7 +607,7 @@ class ElectrochemRun(Run):
 
                 geo = rc.case.geometry
                 path = geo.bundle or _dom.ensure_bundle(geo, Path(out_dir) / "mesh", comm)
-                ps = _dom.load_bundle(path, comm).particle_submesh()
+                ps = _dom.load_bundle(path, comm, geo.mesh.refine_levels).particle_submesh()
                 mesh = (ps.mesh, ps.facet_tags)
             pb = ElectrochemProblem(mesh[0], mesh[1], rc, reuse_lu=reuse_lu)
         kw.setdefault("verbose", progress)

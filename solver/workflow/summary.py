@@ -8,6 +8,11 @@ from ..config import ResolvedCase
 from ..physics import materials as mat
 
 
+def c_rate_label(c_rate: float) -> str:
+    """``C/50`` for 0.02, ``1C`` for 1, ``2C`` for 2 (the way cyclers write rates)."""
+    return f"{c_rate:g}C" if c_rate >= 1 else f"C/{1 / c_rate:g}"
+
+
 def material_summary(rc: ResolvedCase) -> str:
     """OCP landmarks, 1C current of the nominal particle and AT2 strengths (bulk, GB nominal)."""
     p = rc.params
@@ -22,7 +27,8 @@ def material_summary(rc: ResolvedCase) -> str:
             x_end = mat.x_at_voltage(step.until_voltage_V, ec.ocp)
             i_app = mat.c_rate_current_A(step.c_rate, ec.c_max_mol_m3, vol)
             lines.append(
-                f"  cc C/{1 / step.c_rate:g} to {step.until_voltage_V} V: I = {i_app:.4e} A "
+                f"  cc {c_rate_label(step.c_rate)} {step.direction} to {step.until_voltage_V} V: "
+                f"I = {i_app:.4e} A "
                 f"(sphere of {2e6 * r_m:g} µm), equilibrium x at cut-off {x_end:.4f}, "
                 f"{mat.capacity_mAh_g(ec.x0, x_end, ec.molar_mass_g_mol):.1f} mA h/g"
             )
