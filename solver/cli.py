@@ -216,12 +216,6 @@ def _positive_float(text: str) -> float:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
-
-    return run_demo(Path(args.output), args.set)
-
-
-def _cmd_demo(args: argparse.Namespace) -> int:
     from .workflow.demo import run_demo
 
     return run_demo(Path(args.output), args.set)

@@ -221,7 +221,7 @@ def test_one_mesh_per_distinct_geometry(tmp_path, monkeypatch):
     assert sw.sweep(p, log=msgs.append) == 0 and built == []  # complete bundles are reused
     assert sum("reused" in m for m in msgs) == 2
     # a base that names its own bundle keeps it and nothing is built
-    from solver.config import GeometryConfig
+    from polycrack.config import GeometryConfig
 
     own = tmp_path / "own"
     own.mkdir()
