@@ -43,6 +43,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import InputError
+from .detmath import cbrt, snap
 
 #: default minimum particle size (µm): suits NMC secondary particles (5-20 µm) of electrode scans
 DEFAULT_MIN_DIAMETER_UM = 4.0
@@ -345,7 +346,7 @@ def label_table(labels: np.ndarray, vox: np.ndarray) -> list[Particle]:
                 label=k,
                 voxels=n,
                 volume_um3=V,
-                equivalent_diameter_um=float((6.0 * V / np.pi) ** (1 / 3)),
+                equivalent_diameter_um=cbrt(6.0 * V / np.pi),  # feeds the rescale: no libm
                 centroid_um=tuple(float(x) for x in c),
                 sphericity=sphericity(box, vox),
                 touches_border=any(
@@ -572,7 +573,7 @@ def ct_geometry(particle, h_um: float, lmax: int = 12, verbose: bool = False) ->
     try:
         shape = fit_radial(mask, vox, lmax)
         shape.kind = "ct"
-        shape.coefficients = shape.coefficients * scale
+        shape.coefficients = snap(shape.coefficients * scale)  # detmath.GRID_UM, like fit_sh
         shape.fit_rms_um *= scale
         shape.voxel_volume_um3 = p.volume_um3 * scale**3
         route = "radial"
