@@ -68,9 +68,16 @@ def build_bundle(geometry, out_dir: Path, *, verbose: bool = True) -> Path:
     out = Path(out_dir)
     t0 = time.perf_counter()
     p, g, m = geometry.particle, geometry.grains, geometry.mesh
-    faceted = None
+    faceted = ct = shape = None
+    if p.source == "ct" and getattr(p, "select", None) is not None:
+        # an electrode scan: separate the touching particles and pick one (meshing/ct.py)
+        from .ct import ct_geometry
+
+        ct = ct_geometry(p, m.particle_size_um, verbose=verbose)
+        shape, faceted = ct.shape, ct.faceted
     try:
-        shape = particle_shape(p)
+        if ct is None:
+            shape = particle_shape(p)
     except InputError as exc:
         # a closed surface that is not star-shaped: faceted-surface route (meshing/faceted.py)
         if p.source != "surface" or "not star-shaped" not in str(exc):
@@ -217,6 +224,13 @@ def build_bundle(geometry, out_dir: Path, *, verbose: bool = True) -> Path:
             "total": time.perf_counter() - t0,
         },
     }
+    if ct is not None:
+        seg = ct.record["segmented_volume_um3"]
+        info["ct"] = {
+            **ct.record,
+            "meshed_volume_um3": float(vols.sum()),
+            "meshed_over_segmented_volume": float(vols.sum()) / seg,
+        }
     # the same hash means the same mesh, tags and grains.csv (meshing/digest.py)
     info["content_sha256"] = bundle_digest(out)["bundle"]
     (out / "mesh.json").write_text(json.dumps(info, indent=1))

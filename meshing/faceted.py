@@ -102,14 +102,24 @@ def faceted_surface(path: Path, h: float, max_triangles: int = 2000) -> FacetedS
     2h (at most ``max_triangles``: every facet becomes an OCC face, and the fragment cost grows
     with their number).
     """
-    from .surface import check_watertight, read_triangles
+    from .surface import read_triangles
 
     P, tri = read_triangles(path)
-    check_watertight(tri, str(path))
+    return centred_surface(P, tri, h, str(path), max_triangles)
+
+
+def centred_surface(
+    P: np.ndarray, tri: np.ndarray, h: float, source: str, max_triangles: int = 2000
+) -> FacetedSurface:
+    """:func:`faceted_surface` for triangles in memory (µm), e.g. a CT particle's marching-cubes
+    surface; ``source`` names it in messages."""
+    from .surface import check_watertight
+
+    check_watertight(tri, source)
     A, B, C = P[tri[:, 0]], P[tri[:, 1]], P[tri[:, 2]]
     v6 = np.einsum("ij,ij->i", A, np.cross(B, C))
     if abs(float(v6.sum())) < 1e-12:
-        raise InputError(f"{path}: the surface encloses no volume")
+        raise InputError(f"{source}: the surface encloses no volume")
     centroid = (v6[:, None] * (A + B + C)).sum(axis=0) / (4.0 * v6.sum())
     area = 0.5 * float(np.linalg.norm(np.cross(B - A, C - A), axis=1).sum())
     target = int(min(max_triangles, max(200, area / (np.sqrt(3) / 4 * (2 * h) ** 2))))

@@ -5,7 +5,8 @@
   with noise and blur, segmented exactly as a scan would be (Otsu threshold, largest connected
   component, hole filling), then rays from the centroid give the surface radius and a real
   spherical-harmonic fit (``lmax``) smooths it;
-- CT volumes (.npy, TIFF stack, .raw) take the same segmentation path with a given voxel size;
+- CT volumes (.npy, .npz, TIFF stack, .raw) of one particle take the same segmentation path with
+  a given voxel size; electrode scans of touching particles go through meshing/ct.py instead;
 - closed surface files (STL/PLY/OBJ, coordinates in µm): meshing/surface.py.
 
 A ray that crosses the segmented surface more than once means the particle is not star-shaped;
@@ -217,7 +218,7 @@ def fit_sh(dirs: np.ndarray, r: np.ndarray, lmax: int) -> tuple[np.ndarray, floa
 
 
 def load_ct(path: Path, raw_shape=None, raw_dtype=None) -> np.ndarray:
-    """A CT volume from .npy, a TIFF stack (.tif/.tiff, file or folder) or .raw."""
+    """A CT volume from .npy, .npz (first array), a TIFF stack (.tif/.tiff, file or folder) or .raw."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"geometry.particle.file: {path}: no such file")
@@ -225,6 +226,11 @@ def load_ct(path: Path, raw_shape=None, raw_dtype=None) -> np.ndarray:
     try:
         if suf == ".npy":
             return np.load(path)
+        if suf == ".npz":  # np.savez_compressed: the first array
+            with np.load(path) as z:
+                if not z.files:
+                    raise InputError(f"{path}: the .npz archive holds no array")
+                return z[z.files[0]]
         if suf in (".tif", ".tiff") or path.is_dir():
             import tifffile
 
@@ -238,7 +244,7 @@ def load_ct(path: Path, raw_shape=None, raw_dtype=None) -> np.ndarray:
             return np.fromfile(path, dtype=np.dtype(raw_dtype)).reshape(raw_shape)
     except (ValueError, OSError) as exc:
         raise InputError(f"{path}: cannot read CT volume: {exc}") from None
-    raise InputError(f"{path}: unknown CT format {suf!r} (use .npy, .tif/.tiff or .raw)")
+    raise InputError(f"{path}: unknown CT format {suf!r} (use .npy, .npz, .tif/.tiff or .raw)")
 
 
 def particle_shape(particle, lmax: int = 12) -> RadialShape:
@@ -257,7 +263,16 @@ def particle_shape(particle, lmax: int = 12) -> RadialShape:
         return shape
     if particle.source == "ct":
         vol = load_ct(particle.file, particle.raw_shape, particle.raw_dtype)
-        return fit_radial(segment(vol, str(particle.file)), particle.voxel_size_um, lmax)
+        try:
+            return fit_radial(segment(vol, str(particle.file)), particle.voxel_size_um, lmax)
+        except InputError as exc:
+            if "not star-shaped" not in str(exc):
+                raise
+            raise InputError(
+                f"{particle.file}: {exc}. If the volume holds several touching particles (an "
+                "electrode scan), separate them and pick one with geometry.particle.select "
+                f"(`polycrack ct-particles {particle.file} --voxel-size-um ...` lists them)"
+            ) from None
     if particle.source == "surface":
         from .surface import surface_shape
 

@@ -169,16 +169,84 @@ PARAM_SECTIONS = ("electrochemistry", "mechanics", "fracture")
 # ---------------------------------------------------------------------------------------------
 
 
+NonNegativeInt = Annotated[int, Field(ge=0)]
+
+
+class CTSelection(StrictModel):
+    """Which particle of an electrode scan to mesh (meshing/ct.py); exactly one key.
+
+    ``label`` as listed by ``polycrack ct-particles``; ``voxel`` [i, j, k] (array indices of the
+    scan) or ``point_um`` [a0, a1, a2] (µm along the array's axes 0, 1, 2, origin at the outer
+    corner of voxel (0, 0, 0)) inside the particle; ``largest_interior``: the largest particle
+    not touching the crop border (also written as the plain string ``largest_interior``).
+    """
+
+    label: Annotated[int, Field(ge=1)] | None = None
+    voxel: tuple[NonNegativeInt, NonNegativeInt, NonNegativeInt] | None = None
+    point_um: tuple[float, float, float] | None = None
+    largest_interior: bool = False
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> CTSelection:
+        given = [k for k in ("label", "voxel", "point_um") if getattr(self, k) is not None]
+        given += ["largest_interior"] if self.largest_interior else []
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of label, voxel, point_um or largest_interior"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        return self
+
+
+#: keys that only a CT electrode scan (source ct with select) uses
+_CT_KEYS = (
+    "label_value",
+    "allow_border",
+    "min_diameter_um",
+    "resample_um",
+    "rescale_to_diameter_um",
+)
+
+
 class ParticleConfig(StrictModel):
-    """Where the particle shape comes from (meshing/)."""
+    """Where the particle shape comes from (meshing/).
+
+    ``source: ct`` without ``select``: the volume is one particle (Otsu, largest connected
+    component). With ``select``: an electrode scan; its particles are separated by a
+    distance-transform watershed (meshing/ct.py) and the selected one is meshed.
+    """
 
     source: Literal["sphere", "synthetic", "ct", "surface"] = "sphere"
     diameter_um: Positive = 14.0
     file: Path | None = None
-    voxel_size_um: Positive | None = None
+    #: one value, or three (axis 0, 1, 2 of the array) for anisotropic voxels (needs select)
+    voxel_size_um: Positive | tuple[Positive, Positive, Positive] | None = None
     raw_shape: tuple[PositiveInt, PositiveInt, PositiveInt] | None = None
     raw_dtype: str | None = None
     shape_seed: int = 0
+    select: CTSelection | None = None
+    #: segmented volume: the particle phase's label; unset: Otsu threshold of grey values
+    label_value: int | None = None
+    #: mesh a selected particle that touches the crop border (its shape is cut by the crop)
+    allow_border: bool = False
+    #: minimum particle size of the watershed: diameter of the largest ball inside a particle
+    min_diameter_um: Positive = 4.0
+    #: resample the segmented phase to this isotropic voxel (µm) before separating
+    resample_um: Positive | None = None
+    #: scale the selected particle to this equivalent diameter (µm); unset: keep its size
+    rescale_to_diameter_um: Positive | None = None
+
+    @field_validator("select", mode="before")
+    @classmethod
+    def _select_string(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            if v == "largest_interior":
+                return {"largest_interior": True}
+            raise ValueError(
+                f"unknown selection {v!r}: use largest_interior, {{label: N}}, "
+                "{voxel: [i, j, k]} or {point_um: [a0, a1, a2]}"
+            )
+        return v
 
     @field_validator("raw_dtype")
     @classmethod
@@ -206,7 +274,27 @@ class ParticleConfig(StrictModel):
         if self.file is not None and str(self.file).endswith(".raw"):
             if self.raw_shape is None or self.raw_dtype is None:
                 raise ValueError("a .raw CT volume needs 'raw_shape' [nz, ny, nx] and 'raw_dtype'")
+        if self.source != "ct" and self.select is not None:
+            raise ValueError(f"'select' is for source 'ct' (got source '{self.source}')")
+        if self.select is None:
+            # values, not fields_set: a dumped case (run.json) holds every default
+            fields = type(self).model_fields
+            extra = [k for k in _CT_KEYS if getattr(self, k) != fields[k].default]
+            if isinstance(self.voxel_size_um, tuple):
+                extra.append("voxel_size_um with three values")
+            if extra:
+                raise ValueError(
+                    f"{', '.join(extra)}: only for a CT electrode scan (source 'ct' with "
+                    "'select', e.g. select: largest_interior)"
+                )
         return self
+
+    @property
+    def nominal_diameter_um(self) -> float | None:
+        """The diameter the size checks can use before meshing (µm); None for a CT scan."""
+        if self.source == "ct":
+            return self.rescale_to_diameter_um
+        return self.diameter_um
 
 
 class GrainsConfig(StrictModel):
@@ -236,15 +324,20 @@ class GeometryConfig(StrictModel):
 
     @model_validator(mode="after")
     def _binder_outside(self) -> GeometryConfig:
-        if self.binder_outer_diameter_um <= self.particle.diameter_um:
+        # a CT particle's size is known only after segmentation (meshing checks it then)
+        d = self.particle.nominal_diameter_um
+        key = "rescale_to_diameter_um" if self.particle.source == "ct" else "diameter_um"
+        if d is None:
+            return self
+        if self.binder_outer_diameter_um <= d:
             raise ValueError(
                 f"binder_outer_diameter_um ({self.binder_outer_diameter_um}) must exceed "
-                f"particle.diameter_um ({self.particle.diameter_um})"
+                f"particle.{key} ({d})"
             )
-        if self.mesh.particle_size_um >= self.particle.diameter_um / 2:
+        if self.mesh.particle_size_um >= d / 2:
             raise ValueError(
                 f"mesh.particle_size_um ({self.mesh.particle_size_um}) must be smaller than the "
-                f"particle radius ({self.particle.diameter_um / 2} µm)"
+                f"particle radius ({d / 2} µm)"
             )
         return self
 

@@ -48,14 +48,33 @@ MEANING: dict[str, str] = {
     # case file
     "name": "run name (default run directory `runs/<name>`)",
     "geometry.particle.source": "where the particle shape comes from",
-    "geometry.particle.diameter_um": "sphere and synthetic: (equivalent) diameter; ct and surface: "
-    "only checked against the binder and mesh sizes",
-    "geometry.particle.file": "ct: .npy, TIFF file or folder, or .raw; surface: closed STL/PLY/OBJ "
+    "geometry.particle.diameter_um": "sphere and synthetic: (equivalent) diameter; surface and "
+    "ct without select: only checked against the binder and mesh sizes",
+    "geometry.particle.file": "ct: .npy, .npz, TIFF file or folder, or .raw; surface: closed STL/PLY/OBJ "
     "in µm (relative to the working directory)",
-    "geometry.particle.voxel_size_um": "ct: edge of one voxel (required for ct)",
+    "geometry.particle.voxel_size_um": "ct: edge of one voxel (required for ct); three values "
+    "(array axes 0, 1, 2) for anisotropic voxels need select",
     "geometry.particle.raw_shape": "ct .raw files: [nz, ny, nx]",
     "geometry.particle.raw_dtype": "ct .raw files: NumPy dtype, e.g. uint16",
     "geometry.particle.shape_seed": "synthetic: seed of the random bumpy shape",
+    "geometry.particle.select.label": "ct electrode scan: the particle with this label of "
+    "`polycrack ct-particles` (docs/ct.md)",
+    "geometry.particle.select.voxel": "ct electrode scan: the particle holding this voxel "
+    "[i, j, k] (array indices of the scan)",
+    "geometry.particle.select.point_um": "ct electrode scan: the particle holding this point "
+    "(along the array's axes 0, 1, 2; origin at the outer corner of voxel 0, 0, 0)",
+    "geometry.particle.select.largest_interior": "ct electrode scan: the largest particle not "
+    "touching the crop border (also `select: largest_interior`)",
+    "geometry.particle.label_value": "ct electrode scan: label of the particle phase in a "
+    "segmented volume (null: Otsu threshold of grey values)",
+    "geometry.particle.allow_border": "ct electrode scan: accept a selected particle cut by the "
+    "crop border",
+    "geometry.particle.min_diameter_um": "ct electrode scan: minimum particle size of the "
+    "watershed (diameter of the widest ball inside a particle)",
+    "geometry.particle.resample_um": "ct electrode scan: resample the segmented phase to this "
+    "isotropic voxel first",
+    "geometry.particle.rescale_to_diameter_um": "ct electrode scan: scale the selected particle "
+    "to this equivalent diameter (null: scanned size)",
     "geometry.grains.count": "Voronoi grains; 0 or 1 = one grain (no grain boundaries)",
     "geometry.grains.seed": "seed of the Voronoi seeds and c-axes",
     "geometry.grains.min_edge_um": "shortest Voronoi edge / closest vertex-to-surface distance "
