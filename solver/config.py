@@ -1169,8 +1169,8 @@ def input_file_problems(rc: ResolvedCase) -> list[str]:
                     f"{key}: {f}: {have} bytes, but raw_shape {list(p.raw_shape)} of "
                     f"{p.raw_dtype} needs {want}"
                 ]
-        elif suf not in (".tif", ".tiff"):
-            return [f"{key}: {f}: unknown CT format {suf!r} (use .npy, .tif/.tiff or .raw)"]
+        elif suf not in (".tif", ".tiff", ".npz"):  # .npz: read (and checked) by meshing.shape
+            return [f"{key}: {f}: unknown CT format {suf!r} (use .npy, .npz, .tif/.tiff or .raw)"]
     except (OSError, ValueError) as exc:
         return [f"{key}: {f}: cannot read: {exc}"]
     return []

@@ -101,6 +101,8 @@ def _float_keys(model, prefix: str) -> list[str]:
         tp = f.annotation
         if _is_float(tp) or typing.get_origin(tp) is list and _is_float(typing.get_args(tp)[0]):
             keys.append(prefix + name)
+        if typing.get_origin(tp) is list:  # a list of models (e.g. strain_map_anchors) has
+            continue  # no dotted --set path without an index; its floats are parsed alike
         for sub in _models(tp):
             keys += _float_keys(sub, f"{prefix}{name}.")
     return keys
