@@ -9,12 +9,14 @@ import subprocess
 import sys
 
 import dolfinx_solver  # noqa: F401
+import numpy as np
 import pytest
 import yaml
 from mpi4py import MPI
 from polycrack.cli import main
 from polycrack.config import load_case
 from polycrack.errors import InputError
+from polycrack.post.plots import read_table
 from polycrack.workflow.run import Run, restart_changes
 from polycrack.workflow.status import RunStatus
 
@@ -54,7 +56,7 @@ def _status(d) -> str:
 @pytest.mark.mpi
 def test_electrochem_interrupt_and_restart_reproduce_the_run(mpi_tmp_path):
     """Electrochemistry-only runs checkpoint on a (simulated) SIGTERM, exit 143 with status
-    interrupted, and --restart reproduces the uninterrupted timeseries.csv byte for byte."""
+    interrupted, and --restart reproduces the uninterrupted timeseries.csv (to 1e-8)."""
     comm = MPI.COMM_WORLD
     rc = load_case(_case(mpi_tmp_path / "case.yaml"))
     full = mpi_tmp_path / "full"
@@ -72,9 +74,14 @@ def test_electrochem_interrupt_and_restart_reproduce_the_run(mpi_tmp_path):
     assert _status(part) == "interrupted" and (part / "checkpoint.npz").is_file()
     rec = Run(rc2, part, comm, restart=True, verbose=False).run()
     assert rec["status"] == RunStatus.FINISHED and len(rec["restarts"]) == 1
-    a = (full / "timeseries.csv").read_text()
-    b = (part / "timeseries.csv").read_text()
-    assert a == b
+    # same steps and values to 1e-8: the chord Newton of ReusedLU keeps a factorisation that a
+    # checkpoint cannot carry, so after a restart the iterates may differ within the Newton
+    # tolerance (last digits of current_A on 2 ranks, in about one run in five)
+    a, b = read_table(full / "timeseries.csv"), read_table(part / "timeseries.csv")
+    np.testing.assert_array_equal(a["step"], b["step"])
+    for col in ("time_s", "dt_s", "voltage_V", "current_A", "x_avg", "x_surf_min"):
+        rel = np.abs(a[col] - b[col]) / np.maximum(np.abs(a[col]), 1e-300)
+        assert float(np.nanmax(rel)) <= 1e-8, col
     assert (full / "fields" / "particle_3.80V.xdmf").is_file()
 
 
