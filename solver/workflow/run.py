@@ -568,7 +568,8 @@ class Run:
                 "rejected_event": s.rejected_event,
                 "rejected_limiter": s.rejected_limiter,
             }
-            self.record["protocol"] = [p.to_dict() for p in self.runner.summaries]
+            if self.runner is not None:  # None when the set-up failed after the stepper
+                self.record["protocol"] = [p.to_dict() for p in self.runner.summaries]
             self.record["final"] = {"time_s": st.t, "voltage_V": self.problem.ec.voltage}
         self.record["peak_memory"] = peak_memory_mb(self.comm)
         self.record["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
