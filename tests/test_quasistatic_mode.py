@@ -111,12 +111,12 @@ def test_uniform_electrochemistry_cc_and_rest_closed_forms():
         * np.sqrt(clip(xc) * clip(1 - xc))
     )
     vt = mat.GAS_CONSTANT_J_MOL_K * p.T_K / mat.FARADAY_C_MOL
-    V_exact = mat.ocp_V(xc) + 2.0 * vt * np.arcsinh(i / (2.0 * i0))
+    V_exact = mat.ocp_V(xc, model=p.ocp) + 2.0 * vt * np.arcsinh(i / (2.0 * i0))
     assert np.max(np.abs(V[cc] - V_exact)) < 1e-12
     assert np.max(np.abs(current[cc] / I_app - 1.0)) < 1e-12
     assert abs(V[cc][-1] - 4.0) <= 1e-4  # the cc event (solver.event_voltage_tol_V)
     assert np.count_nonzero(cc) < 40  # x is exact: steps grow to dt_max
-    assert np.max(np.abs(V[rest] - mat.ocp_V(x[rest]))) < 1e-12
+    assert np.max(np.abs(V[rest] - mat.ocp_V(x[rest], model=p.ocp))) < 1e-12
     assert np.ptp(x[rest]) < 1e-15 and np.max(np.abs(current[rest])) < 1e-20
 
 
@@ -131,9 +131,9 @@ def test_uniform_electrochemistry_cv_decays_at_the_linearised_rate():
     t, k, x, V, current = rows.T
     cv = k == 1
     assert np.all(V[cv] == 4.0)
-    x_eq = mat.x_at_voltage(4.0)
+    x_eq = mat.x_at_voltage(4.0, p.ocp)
     vt = mat.GAS_CONSTANT_J_MOL_K * p.T_K / mat.FARADAY_C_MOL
-    lam = ec.area_m2 * ec.i0(x_eq) * abs(mat.docp_dx_V(x_eq)) / (vt * ec.capacity_C)
+    lam = ec.area_m2 * ec.i0(x_eq) * abs(mat.docp_dx_V(x_eq, model=p.ocp)) / (vt * ec.capacity_C)
     tc, ic = t[cv], current[cv]
     fit = (ic < 0.5 * ic[0]) & (ic > 1e-3 * ic[0])
     rate = -np.polyfit(tc[fit], np.log(ic[fit]), 1)[0]
@@ -262,7 +262,7 @@ def test_quasistatic_matches_coupled_when_diffusion_is_fast(runs):
         i0 = mat.exchange_current_A_m2(
             x, p.c_max_mol_m3, p.c_e_mol_m3, p.m_ref_A_m2p5_mol1p5, p.i0_regularisation_x
         )
-        return mat.ocp_V(x) + mat.overpotential_V(i, i0, p.T_K)
+        return mat.ocp_V(x, model=p.ocp) + mat.overpotential_V(i, i0, p.T_K)
 
     cc_a, cc_b = a["protocol_step"] == 0, b["protocol_step"] == 0
     assert np.max(np.abs(v_qs(b)[cc_b] - b["voltage_V"][cc_b])) < 1e-12

@@ -127,7 +127,7 @@ def restart_changes(old: dict, new: dict, allow: set[str]) -> dict[str, list]:
     Raises:
         InputError: a key changed that is neither free, nor a longer protocol, nor allowed.
     """
-    old = {**ADDED_KEYS, **old} if old else old
+    old, new = ({**ADDED_KEYS, **d} if d else d for d in (old, new))
     changed = {
         k: [old.get(k), new.get(k)]
         for k in sorted(set(old) | set(new))
