@@ -456,8 +456,8 @@ class SolverConfig(StrictModel):
     event_voltage_tol_V: Positive = 1e-4
     #: extra PETSc options of the coupled Newton solver, relative to its prefix and without the
     #: dash, e.g. ``{fieldsplit_f2_pc_gamg_agg_nsmooths: 0}`` (fieldsplit fields: f0 x, f1 V,
-    #: f2 u, f3 φ) or ``{ksp_max_it: 200}``; applied after polycrack's own, so they win. PETSc
-    #: lists options it did not use at exit.
+    #: f2 u, f3 φ; quasi-static mode has f2 and f3 only) or ``{ksp_max_it: 200}``; applied after
+    #: polycrack's own, so they win. PETSc lists options it did not use at exit.
     petsc_options: dict[str, str | bool | int | float] = {}
 
     @field_validator("petsc_options")

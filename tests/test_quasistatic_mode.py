@@ -150,3 +150,28 @@ def test_quasistatic_restart_reproduces_uninterrupted_run(runs, mpi_tmp_path):
         x, y = full[col], b[col]
         rel = np.max(np.abs(x - y) / np.maximum(np.abs(x), 1e-300))
         assert rel <= 1e-8, col
+
+
+@pytest.mark.mpi
+def test_quasistatic_fieldsplit_keeps_the_coupled_split_names():
+    """u and φ are splits f2 and f3 as in the coupled run, so solver.petsc_options such as
+    fieldsplit_f2_pc_gamg_threshold mean the same in both modes."""
+    from petsc4py import PETSc
+    from polycrack.problems.quasistatic import QuasiStaticProblem
+
+    case = CASE | {"physics": {"mode": "quasistatic"}, "solver": {"linear": "fieldsplit"}}
+    pb = QuasiStaticProblem(_domain(MPI.COMM_WORLD), resolve_case(case, None))
+    try:
+        prefix = pb.newton.prefix
+        splits = {
+            k[len(prefix) :].split("_")[1]
+            for k in PETSc.Options().getAll()
+            if k.startswith(prefix + "fieldsplit_")
+        }
+        assert splits == {"f2", "f3"}
+        assert pb.unknowns == 2 + sum(
+            f.function_space.dofmap.index_map.size_global * f.function_space.dofmap.index_map_bs
+            for f in pb.fields[2:]
+        )
+    finally:
+        pb.close()

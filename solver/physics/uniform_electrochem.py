@@ -5,7 +5,7 @@ With Q = F c_max V_p the particle's Li capacity (C), A its surface area and I th
 > 0 charges, i.e. removes Li), the model is (docs/model.md section 3 with ∇x = 0)::
 
     dx/dt = -I / Q
-    V = U(x) + η,   I / A = i_BV(η, i0(x))          (symmetric: η = (2RT/F) asinh(I / (2 A i0(x))))
+    V = U(x) + η,   I / A = i_BV(η, i0(x))    (symmetric: η = (2RT/F) asinh(I / (2 A i0(x))))
 
 CC and rest steps prescribe I, so x follows the charge exactly (BDF is exact for a linear x(t))
 and V is explicit. CV steps prescribe V; then x solves the scalar BDF equation

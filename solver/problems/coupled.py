@@ -117,6 +117,8 @@ class CoupledProblem(Problem):
     #: 400-grain sphere (163 k unknowns, 2 ranks) the first staggered fallback took the peak
     #: from 596 to 914 MB per rank, both families' matrices and preconditioners held together.
     release_idle: bool = False
+    #: fieldsplit names of the monolithic fields (``solver.petsc_options`` keys)
+    _split_names: tuple[str, ...] = ("f0", "f1", "f2", "f3")
 
     def __init__(self, dom: ParticleDomain, rc: ResolvedCase, linear: str | None = None):
         self.dom, self.rc = dom, rc
@@ -248,6 +250,7 @@ class CoupledProblem(Problem):
             name="coupled",
             groups=self._groups,
             petsc_options=cfg.petsc_options,
+            split_names=self._split_names[: len(self._F)],
         )
 
     def _monolithic_solver(self) -> BlockNewton:

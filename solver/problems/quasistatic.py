@@ -292,18 +292,20 @@ class QuasiStaticProblem(CoupledProblem):
 
     The rate-independent limit of a slow charge: the radial Li spread x_avg - x_surf, about
     I R² / (15 F c_max D V_p) for a sphere (:func:`polycrack.physics.materials.
-    quasi_steady_li_spread`; 0.005 for the demo at C/50), is neglected. Unknowns of the stepper:
+    quasi_steady_li_spread`; 0.0045 for the demo at C/50), is neglected. Unknowns of the stepper:
     x and V (one DOF each; x error-controlled, V exact for its x), u and φ. A step solves (x, V)
     exactly (:meth:`UniformElectrochemistry.solve`), hands x to the mechanics (the uniform P1
     field of the output and the lattice strains as two Constants,
     :class:`~polycrack.physics.mechanics.UniformStrainLaw`), then solves (u, φ): one monolithic
-    Newton solve (``solver.linear`` mumps, mumps_lagged or fieldsplit with the splits f0 = u,
-    f1 = φ) with the coupled problem's staggered fallback, or alternate minimisation
-    (``staggered``). History field, Δφ limiter, observables, checkpoints and field output are
-    the coupled problem's.
+    Newton solve (``solver.linear`` mumps, mumps_lagged or fieldsplit, whose splits keep the
+    coupled names f2 = u, f3 = φ) with the coupled problem's staggered fallback, or alternate
+    minimisation (``staggered``). History field, Δφ limiter, observables, checkpoints and field
+    output are the coupled problem's.
     """
 
     kind = "quasistatic"
+    #: u and φ keep the coupled run's split names, so solver.petsc_options mean the same
+    _split_names = ("f2", "f3")
 
     def _electrochemistry(self) -> UniformElectrochemistry:
         dom = self.dom
