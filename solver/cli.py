@@ -124,7 +124,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     import yaml
 
     from .sizing import available_bytes, check_size, estimate_case
-    from .workflow.summary import material_summary
+    from .workflow.summary import li_spread_line, material_summary, quasistatic_warning
 
     rc = _load(args)
     est = estimate_case(rc, 1)
@@ -136,6 +136,11 @@ def _cmd_check(args: argparse.Namespace) -> int:
     print(material_summary(rc))
     avail = available_bytes()
     print(est.summary() + (f"; {avail / 1e9:.1f} GB available here" if avail else ""))
+    spread, warning = li_spread_line(rc), quasistatic_warning(rc)
+    if spread:
+        print(spread)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 

@@ -384,6 +384,10 @@ class RestStep(StrictModel):
 Step = Annotated[Union[CCStep, CVStep, RestStep], Field(discriminator="type")]  # noqa: UP007
 
 
+#: values of ``physics.mode``
+PHYSICS_MODES = ("coupled", "quasistatic")
+
+
 class PhysicsConfig(StrictModel):
     """Which fields are solved. Electrochemistry is always on."""
 
@@ -397,11 +401,33 @@ class PhysicsConfig(StrictModel):
     #: crack advance at fixed load into a fast but finite one that small steps can follow; the
     #: rate-independent model is the limit τ -> 0 (docs/user-guide.md section 6)
     phase_field_relaxation_s: Annotated[float, Field(ge=0.0, le=3600.0)] = 0.0
+    #: ``coupled``: x and V solved on the particle mesh with mechanics and fracture;
+    #: ``quasistatic``: x uniform, following the protocol's charge (the rate-independent limit
+    #: of a slow charge), V = U(x) + Butler-Volmer overpotential, mechanics + fracture per load
+    #: step (polycrack.problems.quasistatic.QuasiStaticProblem; ``polycrack check`` estimates
+    #: the radial Li spread that this neglects)
+    mode: Literal["coupled", "quasistatic"] = "coupled"
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _known_mode(cls, v: Any) -> Any:
+        if not isinstance(v, str) or v not in PHYSICS_MODES:
+            hint = suggest(v, list(PHYSICS_MODES)) if isinstance(v, str) else ""
+            raise ValueError(
+                "must be 'coupled' (x and V solved on the mesh) or 'quasistatic' (x uniform, "
+                f"for slow charges){hint if hint.startswith(';') else ''}"
+            )
+        return v
 
     @model_validator(mode="after")
     def _fracture_needs_mechanics(self) -> PhysicsConfig:
         if self.fracture and not self.mechanics:
             raise ValueError("fracture: true needs mechanics: true")
+        if self.mode == "quasistatic" and not self.mechanics:
+            raise ValueError(
+                "mode: quasistatic solves mechanics per load step and needs mechanics: true "
+                "(an electrochemistry-only run is mode: coupled with mechanics: false)"
+            )
         return self
 
 
@@ -430,8 +456,8 @@ class SolverConfig(StrictModel):
     event_voltage_tol_V: Positive = 1e-4
     #: extra PETSc options of the coupled Newton solver, relative to its prefix and without the
     #: dash, e.g. ``{fieldsplit_f2_pc_gamg_agg_nsmooths: 0}`` (fieldsplit fields: f0 x, f1 V,
-    #: f2 u, f3 φ) or ``{ksp_max_it: 200}``; applied after polycrack's own, so they win. PETSc
-    #: lists options it did not use at exit.
+    #: f2 u, f3 φ; quasi-static mode has f2 and f3 only) or ``{ksp_max_it: 200}``; applied after
+    #: polycrack's own, so they win. PETSc lists options it did not use at exit.
     petsc_options: dict[str, str | bool | int | float] = {}
 
     @field_validator("petsc_options")

@@ -158,6 +158,16 @@ BAD = {
         [],
         ["physics", "fracture: true needs mechanics: true"],
     ),
+    "misspelt physics mode": (
+        _with("physics", {"mode": "quasi-static"}),
+        [],
+        ["physics.mode", "'coupled'", "'quasistatic'", "did you mean 'quasistatic'?"],
+    ),
+    "quasistatic without mechanics": (
+        BASE,
+        ["physics.mode=quasistatic", "physics.mechanics=false", "physics.fracture=false"],
+        ["physics", "mode: quasistatic solves mechanics per load step and needs mechanics: true"],
+    ),
     "unknown parameter set": (
         _with("material.set", "nmc811_parks2032"),
         [],

@@ -125,6 +125,10 @@ def test_restart_changes_rules():
     with pytest.raises(InputError, match="parameters.x.y"):
         restart_changes(old, {**old, "parameters.x.y": 2}, set())
     assert restart_changes(old, {**old, "parameters.x.y": 2}, {"x.y"})
+    # a checkpoint written before physics.mode existed was a coupled run
+    assert restart_changes(old, {**old, "case.physics.mode": "coupled"}, set()) == {}
+    with pytest.raises(InputError, match="case.physics.mode"):
+        restart_changes(old, {**old, "case.physics.mode": "quasistatic"}, set())
 
 
 @pytest.mark.serial

@@ -92,6 +92,8 @@ MEANING: dict[str, str] = {
     "physics.fracture": "solve the phase field (needs mechanics)",
     "physics.outer_boundary": "outer binder surface: u = 0, or free with the rigid modes removed",
     "physics.displacement_degree": "Lagrange degree of u",
+    "physics.mode": "coupled: x and V on the mesh; quasistatic: uniform x following the charge "
+    "(slow charges; `polycrack check` estimates the Li spread it neglects)",
     "physics.phase_field_relaxation_s": "phase-field viscosity τ (docs/model.md section 3.7); 0 = "
     "rate-independent",
     "solver.linear": "linear solver of the coupled Newton (section 6)",

@@ -373,7 +373,9 @@ class BlockNewton:
     rigid-body near-nullspace), ``"scalar"`` (GAMG) or ``"real"`` (one global DOF, exact 1x1
     inverse). ``groups`` (fieldsplit only) gives the order of the multiplicative sweep as lists
     of field indices (flattened: every field is its own split). Put fields that others depend on
-    first (transport, then displacement, then damage).
+    first (transport, then displacement, then damage). ``split_names`` names the splits in the
+    options (``fieldsplit_<name>_...``; default ``f0``, ``f1``, ... by position), so that a
+    problem solving a subset of the fields keeps the names of the full set.
     """
 
     def __init__(
@@ -392,6 +394,7 @@ class BlockNewton:
         name: str = "coupled",
         groups: list[list[int]] | None = None,
         petsc_options: dict | None = None,
+        split_names: list[str] | None = None,
     ):
         if len(F) != len(u) or len(kinds) != len(u):
             raise ValueError("F, u and kinds need one entry per field")
@@ -399,6 +402,7 @@ class BlockNewton:
             raise ValueError("linear='iterative' solves one scalar or vector field")
         self.u = u
         self.kinds = kinds
+        self.split_names = list(split_names or [f"f{i}" for i in range(len(u))])
         self.linear = linear
         self.comm = u[0].function_space.mesh.comm
         opts = _base_options(linear, rtol, atol, max_it, line_search)
@@ -455,7 +459,7 @@ class BlockNewton:
         opts = PETSc.Options()
         splits = []
         for i in order:
-            p = f"{prefix}fieldsplit_f{i}_"
+            p = f"{prefix}fieldsplit_{self.split_names[i]}_"
             opts[p + "ksp_type"] = "preonly"
             if self.kinds[i] == "real":  # one global DOF: Jacobi is its exact inverse
                 opts[p + "pc_type"] = "jacobi"
@@ -466,7 +470,7 @@ class BlockNewton:
                     isets[i].compose("nearnullspace", rigid_body_modes(self.u[i].function_space))
                     for k, v in ELASTICITY_GAMG.items():
                         opts[p + k] = v
-            splits.append((f"f{i}", isets[i]))
+            splits.append((self.split_names[i], isets[i]))
         pc.setFieldSplitIS(*splits)
         pc.setFromOptions()
         self.snes.getKSP().setFromOptions()

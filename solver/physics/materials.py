@@ -150,6 +150,27 @@ def c_rate_current_A(c_rate: float, c_max_mol_m3: float, particle_volume_m3: flo
     return c_rate * current_1c_A(c_max_mol_m3, particle_volume_m3)
 
 
+def quasi_steady_li_spread(c_rate: float, radius_m: float, D_m2_s: float) -> float:
+    """x_avg - x_surf of a sphere charged at a constant C-rate once the start-up transient has
+    died out (t >> R²/D): the radial Li spread that a uniform-x (quasi-static) model neglects.
+
+    Derivation (the long-time limit of Crank's constant-flux sphere, docs/model.md section 6.2):
+    with N = I / (F 4πR²) the molar flux out of the surface, c(r, t) = c_avg(t) + f(r) with
+    dc_avg/dt = -3N/R, D r⁻² (r² f')' = dc_avg/dt, -D f'(R) = N and ∫ f dV = 0, so
+    f = N (3R²/5 - r²) / (2DR): c_avg - c_surf = NR/(5D) (and c_centre - c_surf = NR/(2D)).
+    With x = c/c_max and 1C emptying the sphere in one hour, N = c_rate c_max R / (3 · 3600 s)::
+
+        x_avg - x_surf = c_rate R² / (15 D · 3600 s) = I R² / (15 F c_max D V_p)
+
+    Args:
+        c_rate: C-rate (1/h); radius_m: sphere radius (m); D_m2_s: Li diffusivity (m²/s).
+
+    Returns:
+        x_avg - x_surf (dimensionless, > 0 on charge).
+    """
+    return c_rate * radius_m**2 / (15.0 * D_m2_s * SECONDS_PER_HOUR)
+
+
 def capacity_mAh_g(x0: float, x, molar_mass_g_mol: float = 97.28):
     """Charge passed per gram of active material, (x0 - x) F / (3.6 M), in mA h/g."""
     return (x0 - np.asarray(x)) * FARADAY_C_MOL / (3.6 * molar_mass_g_mol)

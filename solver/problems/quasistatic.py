@@ -1,10 +1,16 @@
-"""Quasi-static mechanics + AT2 fracture under a prescribed Li field x (no electrochemistry).
+"""Quasi-static mechanics + AT2 fracture: under a prescribed Li field, and the run mode
+``physics.mode: quasistatic``.
 
-Per load step: alternate minimisation (u with phi fixed, then phi with u fixed, driving force
-D = max(H, psi+(u, x))) until max |phi_k - phi_{k-1}| < ``tol``, or one monolithic Newton solve
-of [F_u, F_phi] (``scheme='monolithic'``, MUMPS); then H <- max(H, psi+). Units: µm, GPa.
+:class:`QuasiStaticFracture` (verification cases, calibration and benchmarks): x prescribed per
+load step (uniform or any field); per step alternate minimisation (u with phi fixed, then phi
+with u fixed, driving force D = max(H, psi+(u, x))) until max |phi_k - phi_{k-1}| < ``tol``, or
+one monolithic Newton solve of [F_u, F_phi] (``scheme='monolithic'``, MUMPS); then
+H <- max(H, psi+). Units: µm, GPa. The residual forms are exposed (``F_u``, ``F_phi``).
 
-The residual forms are exposed (``F_u``, ``F_phi``) so that the coupled solver can reuse them.
+:class:`QuasiStaticProblem` (the run driver's problem of ``physics.mode: quasistatic``): x is
+uniform and follows the protocol's charge (:class:`~polycrack.physics.uniform_electrochem.
+UniformElectrochemistry`), and mechanics + fracture are solved per load step by the coupled
+problem's own solvers (monolithic (u, φ) Newton with the staggered fallback, or staggered).
 """
 
 from __future__ import annotations
@@ -19,13 +25,19 @@ from dolfinx import fem
 from dolfinx.fem.petsc import NonlinearProblem
 from mpi4py import MPI
 
+from ..meshing.tags import INTERFACE
+from ..numerics.nonlinear import NewtonResult
 from ..physics.mechanics import (
     MechanicsModel,
     ParticleDomain,
+    UniformStrainLaw,
     build_blocks,
     uniform_x,
 )
+from ..physics.uniform_electrochem import UniformElectrochemistry
 from ..post.metrics import DamageMetrics, field_max, principal_stress_field
+from .coupled import CoupledProblem
+from .electrochemistry import x_tolerance
 
 LU = {"ksp_type": "preonly", "pc_type": "lu", "pc_factor_mat_solver_type": "mumps"}
 
@@ -273,3 +285,93 @@ class QuasiStaticFracture:
             if callback is not None:
                 callback(self, rec)
         return rows
+
+
+class QuasiStaticProblem(CoupledProblem):
+    """``physics.mode: quasistatic``: uniform x, V = U(x) + η, mechanics + fracture per step.
+
+    The rate-independent limit of a slow charge: the radial Li spread x_avg - x_surf, about
+    I R² / (15 F c_max D V_p) for a sphere (:func:`polycrack.physics.materials.
+    quasi_steady_li_spread`; 0.0045 for the demo at C/50), is neglected. Unknowns of the stepper:
+    x and V (one DOF each; x error-controlled, V exact for its x), u and φ. A step solves (x, V)
+    exactly (:meth:`UniformElectrochemistry.solve`), hands x to the mechanics (the uniform P1
+    field of the output and the lattice strains as two Constants,
+    :class:`~polycrack.physics.mechanics.UniformStrainLaw`), then solves (u, φ): one monolithic
+    Newton solve (``solver.linear`` mumps, mumps_lagged or fieldsplit, whose splits keep the
+    coupled names f2 = u, f3 = φ) with the coupled problem's staggered fallback, or alternate
+    minimisation (``staggered``). History field, Δφ limiter, observables, checkpoints and field
+    output are the coupled problem's.
+    """
+
+    kind = "quasistatic"
+    #: u and φ keep the coupled run's split names, so solver.petsc_options mean the same
+    _split_names = ("f2", "f3")
+
+    def _electrochemistry(self) -> UniformElectrochemistry:
+        dom = self.dom
+        return UniformElectrochemistry.on_particle(
+            dom.submesh, dom.sub_facet_tags, INTERFACE, self.rc.params.electrochemistry
+        )
+
+    def _li_field(self) -> fem.Function:
+        return self.ec.x_field
+
+    def _mechanics_model(self) -> MechanicsModel:
+        model = super()._mechanics_model()
+        model.law = UniformStrainLaw(model.law, self.dom.submesh, self.ec.x_value)
+        return model
+
+    def _monolithic_blocks(self) -> tuple[list, list, list[str], list[list[int]]]:
+        """(u, φ) only: x is known before the mechanics is solved."""
+        b = self.blocks
+        F = [b.F_u] + ([b.F_phi] if self.fracture else [])
+        fields = [b.u] + ([b.phi] if self.fracture else [])
+        kinds = ["vector"] + (["scalar"] if self.fracture else [])
+        return F, fields, kinds, [[i] for i in range(len(F))]
+
+    def _tolerances(self) -> list:
+        """x only: V = U(x) + η(I, x) is exact for the x of the step (no time-discretisation
+        error of its own), and in CC and rest steps x itself is exact (linear in t)."""
+        return [x_tolerance(self.ec, self._cfg), None]
+
+    def _apply_x(self) -> None:
+        """The mechanics sees the current x (after a solve, a restored state or a restart)."""
+        self.ec.sync_field()
+        self.model.law.set(self.ec.x_value)
+
+    def solve_transport(self) -> NewtonResult:
+        """(x, V) of the step, then :meth:`_apply_x`."""
+        r = self.ec.solve()
+        if r.converged:
+            self._apply_x()
+        return r
+
+    def _transport_solver(self, **kw) -> _Transport:
+        return _Transport(self)
+
+    def _solve_monolithic(self) -> NewtonResult:
+        r = self.solve_transport()
+        if not r.converged:
+            return r
+        return self._monolithic_solver().solve()
+
+    def after_accept(self) -> float:
+        self._apply_x()
+        return super().after_accept()
+
+    def load_state_dict(self, state: dict) -> None:
+        self._apply_x()
+        super().load_state_dict(state)
+
+    def solver_info(self) -> dict:
+        return {**super().solver_info(), "cv_root_evaluations": self.ec.evaluations}
+
+
+class _Transport:
+    """The (x, V) solver of the staggered family (``solve``, ``close``)."""
+
+    def __init__(self, problem: QuasiStaticProblem):
+        self.solve = problem.solve_transport
+
+    def close(self) -> None:
+        """Nothing to free."""

@@ -39,10 +39,12 @@ from ..physics.mechanics import ParticleDomain
 from ..problems.base import Problem
 from ..problems.coupled import CoupledProblem
 from ..problems.electrochemistry import ElectrochemProblem
+from ..problems.quasistatic import QuasiStaticProblem
 from . import checkpoint
 from .exports import TimeSeriesWriter, git_commit, peak_memory_mb, versions, write_json_atomic
 from .protocol import ProtocolRunner
 from .status import RunStatus
+from .summary import quasistatic_warning
 
 __all__ = ["Run", "CoupledRun", "ElectrochemRun", "run_case", "timeseries_row", "RunStatus"]
 
@@ -53,6 +55,9 @@ RUN_DIRS = ("fields", "figures")
 RESTART_FREE = ("case.output.", "case.solver.", "case.name", "case_file", "parameter_set_file")
 #: ... and those that never may (the fields on disk would not match)
 RESTART_FIXED = ("case.geometry.", "case.physics.")
+#: case keys added since checkpoints carry the resolved case, with the value a checkpoint that
+#: lacks the key was run with (its restart is then not a change)
+ADDED_KEYS = {"case.physics.mode": "coupled"}
 #: this many accepted steps in a row shorter than STALL_DT_S print the problem's stall hint
 STALL_STEPS, STALL_DT_S = 20, 1.0
 RADIAL_HEAD = ("step", "time_s", "voltage_V")
@@ -122,6 +127,7 @@ def restart_changes(old: dict, new: dict, allow: set[str]) -> dict[str, list]:
     Raises:
         InputError: a key changed that is neither free, nor a longer protocol, nor allowed.
     """
+    old, new = ({**ADDED_KEYS, **d} if d else d for d in (old, new))
     changed = {
         k: [old.get(k), new.get(k)]
         for k in sorted(set(old) | set(new))
@@ -184,6 +190,14 @@ def timeseries_row(step_no: int, k: int, trial, t: float, s, ec, lattice, rc) ->
     }
 
 
+def mechanics_problem(dom: ParticleDomain, rc: ResolvedCase) -> CoupledProblem:
+    """The problem of a case with mechanics on ``dom``: coupled, or quasi-static
+    (``physics.mode``)."""
+    if rc.case.physics.mode == "quasistatic":
+        return QuasiStaticProblem(dom, rc)
+    return CoupledProblem(dom, rc)
+
+
 def load_problem(rc: ResolvedCase, out_dir: Path, comm: MPI.Comm) -> Problem:
     """The case's problem on its mesh bundle (``geometry.bundle``, or built into
     ``out_dir/mesh`` on rank 0 when missing)."""
@@ -193,7 +207,7 @@ def load_problem(rc: ResolvedCase, out_dir: Path, comm: MPI.Comm) -> Problem:
     path = geo.bundle if geo.bundle is not None else _dom.ensure_bundle(geo, out_dir / "mesh", comm)
     domain = _dom.load_bundle(path, comm, geo.mesh.refine_levels)
     if rc.case.physics.mechanics:
-        return CoupledProblem(ParticleDomain.from_domain(domain), rc)
+        return mechanics_problem(ParticleDomain.from_domain(domain), rc)
     ps = domain.particle_submesh()
     return ElectrochemProblem(ps.mesh, ps.facet_tags, rc)
 
@@ -309,7 +323,10 @@ class Run:
     def _kind(self) -> str:
         if self.problem is not None:
             return self.problem.kind
-        return "coupled" if self.rc.case.physics.mechanics else "electrochemistry"
+        phys = self.rc.case.physics
+        if not phys.mechanics:
+            return "electrochemistry"
+        return "quasistatic" if phys.mode == "quasistatic" else "coupled"
 
     def _new_record(self, prev: dict) -> dict:
         rc = self.rc
@@ -328,6 +345,10 @@ class Run:
             record["restarts"] = prev["restarts"]
         if rc.case.physics.mechanics and rc.case.physics.fracture:
             record["fracture_summary"] = fracture_summary(rc.params)
+        warning = quasistatic_warning(rc)
+        if warning:
+            record["warnings"] = [warning]
+            self._log(f"warning: {warning}")
         return record
 
     # -- set-up ----------------------------------------------------------------------------------
@@ -487,7 +508,11 @@ class Run:
     def _stall_hint(self, dt: float, voltage: float) -> None:
         hint = getattr(self.problem, "stall_hint", None)
         self.stall = self.stall + 1 if dt < STALL_DT_S else 0
-        if hint and self.stall == STALL_STEPS and not self.record.get("warnings"):
+        if (
+            hint
+            and self.stall == STALL_STEPS
+            and not any(hint in w for w in self.record.get("warnings", []))
+        ):
             text = f"{STALL_STEPS} steps in a row shorter than {STALL_DT_S:g} s at {voltage:.4f} V: {hint}"
             self.record.setdefault("warnings", []).append(text)
             self._log(f"hint: {text}")
@@ -578,12 +603,14 @@ class Run:
 
 
 class CoupledRun(Run):
-    """A run of a case with mechanics; ``dom`` skips mesh loading (tests, benchmarks)."""
+    """A run of a case with mechanics (coupled or quasi-static, by ``physics.mode``); ``dom``
+    skips mesh loading (tests, benchmarks)."""
 
     def __init__(
         self, rc, out_dir, comm=MPI.COMM_WORLD, *, dom: ParticleDomain | None = None, **kw
     ):
-        super().__init__(rc, out_dir, comm, problem=CoupledProblem(dom, rc) if dom else None, **kw)
+        pb = mechanics_problem(dom, rc) if dom else None
+        super().__init__(rc, out_dir, comm, problem=pb, **kw)
 
 
 class ElectrochemRun(Run):

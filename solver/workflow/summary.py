@@ -7,6 +7,52 @@ import math
 from ..config import ResolvedCase
 from ..physics import materials as mat
 
+#: ``physics.mode: quasistatic`` is flagged when the estimated radial Li spread x_avg - x_surf
+#: (:func:`li_spread_estimate`) exceeds this: above it the neglected surface depletion moves the
+#: voltage by ~10 mV or more (|dU/dx| is 1-3 V per unit x between 3.7 and 4.2 V)
+QUASISTATIC_SPREAD_LIMIT = 0.01
+
+
+def li_spread_estimate(rc: ResolvedCase) -> tuple[float, float] | None:
+    """(x_avg - x_surf, C-rate) at the case's largest cc C-rate, for a sphere of the nominal
+    diameter at quasi-steady state (:func:`polycrack.physics.materials.quasi_steady_li_spread`);
+    None without a cc step."""
+    rates = [s.c_rate for s in rc.case.protocol if s.type == "cc"]
+    if not rates:
+        return None
+    c_rate = max(rates)
+    r_m = rc.case.geometry.particle.diameter_um * 0.5e-6
+    return mat.quasi_steady_li_spread(c_rate, r_m, rc.params.electrochemistry.D_m2_s), c_rate
+
+
+def li_spread_line(rc: ResolvedCase) -> str | None:
+    """One line of ``polycrack check``: the estimated radial Li spread (None without cc step)."""
+    est = li_spread_estimate(rc)
+    if est is None:
+        return None
+    mode = rc.case.physics.mode
+    return (
+        f"  radial Li spread at C/{1 / est[1]:g}: x_avg - x_surf ~ {est[0]:.2g} (sphere at "
+        f"quasi-steady state, c_rate R^2 / (15 D 3600 s)); physics.mode {mode}"
+        + (f" (limit {QUASISTATIC_SPREAD_LIMIT:g})" if mode == "quasistatic" else "")
+    )
+
+
+def quasistatic_warning(rc: ResolvedCase) -> str | None:
+    """A warning when ``physics.mode: quasistatic`` neglects a radial Li spread above
+    :data:`QUASISTATIC_SPREAD_LIMIT`; None otherwise (and for coupled runs)."""
+    est = li_spread_estimate(rc)
+    if rc.case.physics.mode != "quasistatic" or est is None or est[0] <= QUASISTATIC_SPREAD_LIMIT:
+        return None
+    spread, c_rate = est
+    return (
+        f"physics.mode: quasistatic assumes uniform Li, but at C/{1 / c_rate:g} the radial "
+        f"spread x_avg - x_surf is about {spread:.3g} (> {QUASISTATIC_SPREAD_LIMIT:g}; sphere of "
+        f"{rc.case.geometry.particle.diameter_um:g} µm, D = {rc.params.electrochemistry.D_m2_s:g}"
+        " m²/s): voltage and stresses will differ from the coupled model; use mode: coupled or "
+        "a slower charge"
+    )
+
 
 def c_rate_label(c_rate: float) -> str:
     """``C/50`` for 0.02, ``1C`` for 1, ``2C`` for 2 (the way cyclers write rates)."""
