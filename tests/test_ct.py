@@ -418,6 +418,20 @@ def test_not_star_shaped_particle_takes_the_faceted_route(tmp_path):
     assert 200 <= info["particle_shape"]["triangles"] <= 2000
 
 
+def test_mesher_failure_is_an_input_error(tmp_path, monkeypatch):
+    """A gmsh failure (plain Exception) becomes an InputError naming what to change (crop
+    particle 101 with grains.seed 1 gave 'HXT 3D mesh failed' at commit c727b93)."""
+    from polycrack.meshing import build
+
+    def fail(*args, **kwargs):
+        raise Exception("HXT 3D mesh failed")
+
+    monkeypatch.setattr(build, "assemble", fail)
+    geo = _ct_geometry(CROP, {"label": 91}, grains=0, binder=10.0, h=0.5)
+    with pytest.raises(InputError, match=r"HXT 3D mesh failed.*another geometry.grains.seed"):
+        build_bundle(geo, tmp_path / "b", verbose=False)
+
+
 def test_single_particle_route_names_the_fix(tmp_path):
     """Without select, the crop's particle network is one 'particle': the error says what to do."""
     geo = GeometryConfig.model_validate(
