@@ -112,6 +112,7 @@ class DamageMetrics:
         self.f_crack_gb = None
         if gamma is not None:
             on_gb = ufl.conditional(ufl.ge(gb_indicator(gamma), h_threshold), 1.0, 0.0)
+            self.f_gb_zone = fem.form(on_gb * dx)
             self.f_gb = fem.form(dmg * on_gb * dx)
             self.f_phi_gb = fem.form(phi * on_gb * dx)
             if crack is not None:
@@ -134,6 +135,11 @@ class DamageMetrics:
             if crack is not None:
                 self.f_shell_crack.append(fem.form(ind * crack * dx))
         self.volume = _global(sm.comm, self.f_vol)
+        #: volume share of the grain-boundary zone h = (1 - gamma)^2 >= h_threshold, the
+        #: denominator of the GB enrichment damage_gb_share / gb_zone_fraction (NaN without gamma)
+        self.gb_zone_fraction = (
+            _global(sm.comm, self.f_gb_zone) / self.volume if gamma is not None else float("nan")
+        )
         self.shell_volumes = [_global(sm.comm, f) for f in self.f_shell]
 
     def compute(self) -> dict:

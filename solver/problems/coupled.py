@@ -547,7 +547,22 @@ class CoupledProblem(Problem):
             "particle_volume_um3": ec.volume_um3,
             "interface_area_um2": ec.area_um2,
             "current_1C_A": ec.i_1c_A,
+            **self.resolution_info(),
         }
+
+    def resolution_info(self) -> dict:
+        """The particle mesh size against the phase-field length: ``h_eq_um`` is the edge of the
+        regular tetrahedron of the mean particle cell volume, (6 sqrt(2) V_p / N_cells)^(1/3) µm,
+        ``h_over_l`` its ratio to l; ``gb_zone_fraction`` the particle volume share where
+        (1 - gamma)^2 >= 0.5 (the denominator of a grain-boundary enrichment)."""
+        n = self.dom.submesh.topology.index_map(3).size_global
+        h = (6.0 * np.sqrt(2.0) * self.ec.volume_um3 / max(n, 1)) ** (1.0 / 3.0)
+        out = {"h_eq_um": float(h)}
+        if self.fracture and self.metrics is not None:
+            l_um = float(self.rc.params.fracture.l_m) * 1e6
+            out.update(l_um=l_um, h_over_l=float(h / l_um))
+            out["gb_zone_fraction"] = float(self.metrics.gb_zone_fraction)
+        return out
 
     def solver_info(self) -> dict:
         return dict(self.stats)

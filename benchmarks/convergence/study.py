@@ -1,0 +1,364 @@
+"""Convergence in h at fixed l, the phase-field viscosity and the tessellation spread (issue 23
+item 4) on the demo particle (50 grains, 14 µm, base mesh h = 0.8 µm).
+
+    mpirun -n 2 python benchmarks/convergence/study.py [--work DIR] [--only LABEL ...]
+        [--levels 0 1] [--l-um 0.8 0.4] [--tau-s 10] [--seeds 1 2 3 4 5] [--plot-only]
+
+Every run is the demo case (polycrack/cases/demo.yaml, CC C/50 to 4.5 V then CV to C/100) in
+``physics.mode: quasistatic`` (x uniform; benchmarks/results/quasistatic_vs_coupled.json: onset
+within 10 mV and Γ within 0.5 % of the coupled model on this particle), with
+``solver.dt_max_s`` 36000 s, at:
+
+* ``levels``: uniform DOLFINx refinements of the one base mesh (``geometry.mesh.refine_levels``:
+  h = 0.8, 0.4, 0.2 µm; the same geometry, the same grains);
+* ``l-um``: the phase-field lengths l = l_gamma, with Gc_bulk and Gc_GB scaled by l (the demo's
+  50 / 5 J/m^2 at l = 0.8 µm; params/nmc811_parks2023.yaml: Gc ~ l keeps the AT2 strengths);
+* ``tau-s``: the phase-field viscosity (``physics.phase_field_relaxation_s``) of the study, and
+  tau = 0 at l = 0.8 µm on each level, to measure what the viscosity changes;
+* ``seeds``: tessellation seeds (``geometry.grains.seed``) on level 0 at l = 0.8 µm.
+
+Runs are kept in ``--work`` (default runs/convergence) and a run whose run.json says finished is
+not solved again; one with a checkpoint continues from it (``--restart``), so the study can be
+continued after an interruption (or split over sessions with ``--only``). Metrics per run: the damage onset (first step with phi_max >= 0.95 and the
+interpolated crossing), Γ (crack_area_um2) and the phi >= 0.95 volume fraction at 4.0 / 4.2 /
+4.5 V in the CC step and at the end of CV, the GB enrichment (damage_gb_share over the volume
+share of the GB zone), and the radial shares of Γ at 4.5 V. Successive levels at the same l and
+tau are compared (onset in mV, Γ and damaged volume relative). Writes
+benchmarks/results/convergence.json and convergence.png (``--name`` changes the stem).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import dolfinx_solver  # noqa: F401
+import numpy as np
+from mpi4py import MPI
+from polycrack.config import load_case
+from polycrack.post.plots import read_table
+from polycrack.workflow.exports import git_commit
+from polycrack.workflow.run import CoupledRun
+
+REPO = Path(__file__).resolve().parents[2]
+DEMO = REPO / "examples" / "demo.yaml"
+BASE_H_UM = 0.8
+BASE_L_UM = 0.8
+GC_AT_BASE = (50.0, 5.0)  # J/m^2 (bulk, GB) at l = 0.8 µm: the demo's pair
+PHI_ONSET = 0.95
+VOLTAGES = (4.0, 4.2, 4.5)
+COMMON = ("physics.mode=quasistatic", "solver.dt_max_s=36000")
+
+
+def spec(level: int, l_um: float, tau: float, seed: int = 1) -> tuple[str, list[str]]:
+    """A run's label and overrides."""
+    scale = l_um / BASE_L_UM
+    sets = [
+        *COMMON,
+        f"geometry.mesh.refine_levels={level}",
+        f"fracture.l_m={l_um * 1e-6:.6g}",
+        f"fracture.l_gamma_m={l_um * 1e-6:.6g}",
+        f"fracture.Gc_bulk_J_m2={GC_AT_BASE[0] * scale:.6g}",
+        f"fracture.Gc_GB_J_m2={GC_AT_BASE[1] * scale:.6g}",
+        f"physics.phase_field_relaxation_s={tau:g}",
+    ]
+    if seed != 1:
+        sets.append(f"geometry.grains.seed={seed}")
+    return f"r{level}_l{l_um:g}_tau{tau:g}_seed{seed}", sets
+
+
+def plan(args) -> list[tuple[str, list[str]]]:
+    """The study's runs, cheapest first within each group."""
+    runs = [spec(lv, l, args.tau_s) for l in args.l_um for lv in args.levels]
+    if args.tau_s != 0:
+        runs += [spec(lv, BASE_L_UM, 0.0) for lv in args.levels]
+    runs += [spec(min(args.levels), BASE_L_UM, args.tau_s, s) for s in args.seeds if s != 1]
+    seen, out = set(), []
+    for label, sets in sorted(runs, key=lambda r: int(r[0][1])):
+        if label not in seen:
+            seen.add(label)
+            out.append((label, sets))
+    return out
+
+
+def finished(run_dir: Path) -> bool:
+    try:
+        return json.loads((run_dir / "run.json").read_text()).get("status") == "finished"
+    except (OSError, ValueError):
+        return False
+
+
+def at_voltage(ts: dict, cc: np.ndarray, col: str, v: float) -> float | None:
+    """``col`` where the CC step's voltage crosses ``v`` (linear between rows), None if never."""
+    vv, yy = ts["voltage_V"][cc], ts[col][cc]
+    if not vv.size or vv[-1] < v - 1e-4:
+        return None
+    return float(np.interp(v, vv, yy))
+
+
+def onset(ts: dict) -> dict:
+    hit = np.flatnonzero(ts["phi_max"] >= PHI_ONSET)
+    if not hit.size:
+        return {"first_step_V": None, "interpolated_V": None}
+    k = int(hit[0])
+    out = {"first_step_V": float(ts["voltage_V"][k]), "interpolated_V": None}
+    if k > 0:
+        p0, p1 = ts["phi_max"][k - 1], ts["phi_max"][k]
+        f = (PHI_ONSET - p0) / (p1 - p0)
+        out["interpolated_V"] = float(
+            ts["voltage_V"][k - 1] + f * (ts["voltage_V"][k] - ts["voltage_V"][k - 1])
+        )
+    return out
+
+
+def summarise(label: str, sets: list[str], run_dir: Path) -> dict:
+    rec = json.loads((run_dir / "run.json").read_text())
+    ts = read_table(run_dir / "timeseries.csv")
+    cc = ts["protocol_step"] == 0
+    mesh = rec.get("mesh", {})
+    val = {k.split("=")[0]: k.split("=")[1] for k in sets}
+    row = {
+        "label": label,
+        "overrides": sets,
+        "status": rec["status"],
+        "refine_levels": int(val["geometry.mesh.refine_levels"]),
+        "h_nominal_um": BASE_H_UM / 2 ** int(val["geometry.mesh.refine_levels"]),
+        "l_um": float(val["fracture.l_m"]) * 1e6,
+        "tau_s": float(val["physics.phase_field_relaxation_s"]),
+        "seed": int(val.get("geometry.grains.seed", 1)),
+        "cells": mesh.get("cells"),
+        "particle_cells": mesh.get("particle_cells"),
+        "unknowns": mesh.get("unknowns"),
+        "h_eq_um": mesh.get("h_eq_um"),
+        "gb_zone_fraction": mesh.get("gb_zone_fraction"),
+        "mpi_ranks": rec.get("mpi_size"),
+        "solve_wall_s": rec.get("wall_time_s", {}).get("solve_s"),
+        "accepted_steps": rec.get("steps", {}).get("accepted"),
+        "rejected_steps": sum(v for k, v in rec.get("steps", {}).items() if k != "accepted"),
+        "newton_iterations": rec.get("solver", {}).get("newton_iterations"),
+        "onset": onset(ts),
+    }
+    row["h_over_l"] = row["h_nominal_um"] / row["l_um"]
+    for v in VOLTAGES:
+        for col, key in (("crack_area_um2", "crack_area_um2"), ("damage_fraction", "damage")):
+            row[f"{key}_{v:.1f}V"] = at_voltage(ts, cc, col, v)
+    row["crack_area_um2_end"] = float(ts["crack_area_um2"][-1])
+    row["damage_end"] = float(ts["damage_fraction"][-1])
+    end_cc = int(np.flatnonzero(cc)[-1])
+    row["damage_gb_share_4.5V"] = float(ts["damage_gb_share"][end_cc])
+    row["crack_area_gb_share_4.5V"] = float(ts["crack_area_gb_share"][end_cc])
+    rad = read_table(run_dir / "radial_damage.csv")
+    k = int(np.argmin(np.abs(rad["time_s"] - ts["time_s"][end_cc])))
+    shells = sorted(c for c in rad if c.startswith("crack_area_") and c.endswith("_um2"))
+    tot = sum(float(rad[c][k]) for c in shells)
+    row["radial_crack_area_share_4.5V"] = {
+        c[len("crack_area_") : -len("_um2")]: (float(rad[c][k]) / tot if tot > 0 else None)
+        for c in shells
+    }
+    row["curve"] = {
+        "voltage_V": ts["voltage_V"][cc].tolist(),
+        "crack_area_um2": ts["crack_area_um2"][cc].tolist(),
+        "damage_fraction": ts["damage_fraction"][cc].tolist(),
+    }
+    return row
+
+
+def fill_gb_zone(rows: list[dict]) -> None:
+    """GB enrichment = damage_gb_share / gb_zone_fraction; the zone depends on the mesh and
+    l_gamma only, so a run without the number (older code) takes it from a sibling run."""
+    for r in rows:
+        if r["gb_zone_fraction"] is None:
+            for o in rows:
+                same = ("refine_levels", "l_um", "seed")
+                if o["gb_zone_fraction"] is not None and all(o[k] == r[k] for k in same):
+                    r["gb_zone_fraction"] = o["gb_zone_fraction"]
+                    r["gb_zone_fraction_from"] = o["label"]
+                    break
+        z = r["gb_zone_fraction"]
+        s = r["damage_gb_share_4.5V"]
+        r["gb_enrichment_4.5V"] = s / z if z and s == s else None
+
+
+def rel(a, b):
+    return None if a is None or b in (None, 0) else a / b - 1.0
+
+
+def compare(rows: list[dict]) -> list[dict]:
+    """Successive levels at the same l, tau and seed: onset (mV), Γ and damage (relative)."""
+    out = []
+    by = {(r["l_um"], r["tau_s"], r["seed"], r["refine_levels"]): r for r in rows}
+    for (l_um, tau, seed, lv), fine in sorted(by.items()):
+        coarse = by.get((l_um, tau, seed, lv - 1))
+        if coarse is None:
+            continue
+        c = {
+            "l_um": l_um,
+            "tau_s": tau,
+            "seed": seed,
+            "h_over_l": [coarse["h_over_l"], fine["h_over_l"]],
+        }
+        a, b = fine["onset"]["interpolated_V"], coarse["onset"]["interpolated_V"]
+        c["onset_diff_mV"] = None if a is None or b is None else 1e3 * (a - b)
+        for v in VOLTAGES:
+            for key in ("crack_area_um2", "damage"):
+                c[f"{key}_{v:.1f}V_rel_diff"] = rel(
+                    fine[f"{key}_{v:.1f}V"], coarse[f"{key}_{v:.1f}V"]
+                )
+        c["crack_area_um2_end_rel_diff"] = rel(
+            fine["crack_area_um2_end"], coarse["crack_area_um2_end"]
+        )
+        out.append(c)
+    return out
+
+
+def tau_effect(rows: list[dict]) -> list[dict]:
+    """The study's viscosity against tau = 0 on each level (l = 0.8 µm, seed 1)."""
+    out = []
+    zero = {r["refine_levels"]: r for r in rows if r["tau_s"] == 0 and r["seed"] == 1}
+    for r in rows:
+        z = zero.get(r["refine_levels"])
+        if r["tau_s"] == 0 or r["seed"] != 1 or r["l_um"] != BASE_L_UM or z is None:
+            continue
+        a, b = r["onset"]["interpolated_V"], z["onset"]["interpolated_V"]
+        out.append(
+            {
+                "refine_levels": r["refine_levels"],
+                "tau_s": r["tau_s"],
+                "onset_diff_mV": None if a is None or b is None else 1e3 * (a - b),
+                "crack_area_um2_4.5V_rel_diff": rel(
+                    r["crack_area_um2_4.5V"], z["crack_area_um2_4.5V"]
+                ),
+                "damage_4.5V_rel_diff": rel(r["damage_4.5V"], z["damage_4.5V"]),
+                "newton_ratio_tau0_over_tau": (
+                    z["newton_iterations"] / r["newton_iterations"]
+                    if r["newton_iterations"]
+                    else None
+                ),
+            }
+        )
+    return out
+
+
+def seed_spread(rows: list[dict]) -> dict | None:
+    group = [r for r in rows if r["l_um"] == BASE_L_UM and r["tau_s"] != 0]
+    if not group:
+        return None
+    lv = min(r["refine_levels"] for r in group)
+    group = [r for r in group if r["refine_levels"] == lv]
+    if len(group) < 2:
+        return None
+    out = {"refine_levels": lv, "seeds": [r["seed"] for r in group]}
+    for key, get in (
+        ("onset_V", lambda r: r["onset"]["interpolated_V"]),
+        ("crack_area_um2_4.5V", lambda r: r["crack_area_um2_4.5V"]),
+        ("damage_4.5V", lambda r: r["damage_4.5V"]),
+    ):
+        vals = np.array([get(r) for r in group if get(r) is not None], float)
+        out[key] = {
+            "values": vals.tolist(),
+            "mean": float(vals.mean()),
+            "std": float(vals.std(ddof=1)) if vals.size > 1 else None,
+            "range": float(vals.max() - vals.min()),
+        }
+    return out
+
+
+def plot(res: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axs = plt.subplots(1, 3, figsize=(15, 4.5))
+    for r in res["rows"]:
+        c = r["curve"]
+        style = "-" if r["tau_s"] else "--"
+        if r["seed"] != 1:
+            axs[2].plot(c["voltage_V"], c["crack_area_um2"], lw=1, label=f"seed {r['seed']}")
+            continue
+        ax = axs[0] if r["l_um"] == BASE_L_UM else axs[1]
+        lab = f"h/l = {r['h_over_l']:g}, tau = {r['tau_s']:g} s ({r['particle_cells']} cells)"
+        ax.plot(c["voltage_V"], c["crack_area_um2"], style, label=lab)
+        if r["l_um"] == BASE_L_UM and r["tau_s"]:
+            axs[2].plot(c["voltage_V"], c["crack_area_um2"], "k-", lw=2, label="seed 1")
+    for ax, title in zip(
+        axs, ("l = 0.8 µm", "l = 0.4 µm", "tessellation seeds (l = 0.8 µm, level 0)"), strict=True
+    ):
+        ax.set(xlabel="cell voltage (V)", ylabel="crack area Γ (µm²)", title=title, xlim=(3.8, 4.5))
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    fig.suptitle("demo particle, quasi-static CC C/50 to 4.5 V: Γ against voltage")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--work", type=Path, default=REPO / "runs" / "convergence")
+    ap.add_argument("--levels", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--l-um", type=float, nargs="+", default=[0.8, 0.4])
+    ap.add_argument("--tau-s", type=float, default=10.0)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
+    ap.add_argument("--only", nargs="+", help="solve only these labels (others are summarised)")
+    ap.add_argument("--plot-only", action="store_true", help="summarise what is in --work")
+    ap.add_argument("--name", default="convergence")
+    args = ap.parse_args()
+    comm = MPI.COMM_WORLD
+    runs = plan(args)
+    timing = {}
+    for label, sets in runs:
+        run_dir = args.work / label
+        if args.plot_only or finished(run_dir) or (args.only and label not in args.only):
+            continue
+        if comm.rank == 0:
+            print(f"--- {label}: {' '.join(sets)}", flush=True)
+        rc = load_case(DEMO, sets)
+        comm.barrier()
+        t0 = time.perf_counter()
+        resume = (run_dir / "checkpoint.npz").is_file()  # an interrupted run continues
+        CoupledRun(rc, run_dir, comm, verbose=False, restart=resume, overwrite=not resume).run()
+        timing[label] = {"wall_s": time.perf_counter() - t0, "loadavg": os.getloadavg()}
+    if comm.rank != 0:
+        return
+    rows = [
+        summarise(label, sets, args.work / label)
+        for label, sets in runs
+        if finished(args.work / label)
+    ]
+    fill_gb_zone(rows)
+    out = REPO / "benchmarks" / "results" / f"{args.name}.json"
+    old = json.loads(out.read_text()) if out.exists() else {}
+    timing = {**old.get("run_timing", {}), **timing}
+    res = {
+        "benchmark": "convergence",
+        "machine": {"node": platform.node(), "cpus": os.cpu_count()},
+        "git_commit": git_commit(),
+        "loadavg_end": os.getloadavg(),
+        "case": "examples/demo.yaml",
+        "common_overrides": list(COMMON),
+        "planned": [label for label, _ in runs],
+        "missing": [label for label, _ in runs if not finished(args.work / label)],
+        "run_timing": timing,
+        "rows": rows,
+        "levels": compare(rows),
+        "tau_effect": tau_effect(rows),
+        "seed_spread": seed_spread(rows),
+    }
+    out.write_text(json.dumps(res, indent=1))
+    plot(res, out.with_suffix(".png"))
+    print(f"wrote {out} and {out.with_suffix('.png')}")
+    for c in res["levels"]:
+        print("levels", json.dumps(c))
+    for c in res["tau_effect"]:
+        print("tau", json.dumps(c))
+    print("seeds", json.dumps(res["seed_spread"]))
+
+
+if __name__ == "__main__":
+    main()
