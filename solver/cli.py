@@ -124,7 +124,12 @@ def _cmd_check(args: argparse.Namespace) -> int:
     import yaml
 
     from .sizing import available_bytes, check_size, estimate_case
-    from .workflow.summary import li_spread_line, material_summary, quasistatic_warning
+    from .workflow.summary import (
+        case_warnings,
+        li_spread_line,
+        material_summary,
+        resolution_line,
+    )
 
     rc = _load(args)
     est = estimate_case(rc, 1)
@@ -136,10 +141,10 @@ def _cmd_check(args: argparse.Namespace) -> int:
     print(material_summary(rc))
     avail = available_bytes()
     print(est.summary() + (f"; {avail / 1e9:.1f} GB available here" if avail else ""))
-    spread, warning = li_spread_line(rc), quasistatic_warning(rc)
-    if spread:
-        print(spread)
-    if warning:
+    for line in (li_spread_line(rc), resolution_line(rc)):
+        if line:
+            print(line)
+    for warning in case_warnings(rc):
         print(f"warning: {warning}", file=sys.stderr)
     return 0
 

@@ -134,6 +134,12 @@ def test_quasistatic_matches_coupled_when_diffusion_is_fast(runs):
     assert onset < 5e-3
     assert da > 0.01 and abs(db / da - 1.0) < 0.02
     assert (Path(runs[0]) / "quasistatic" / "radial_damage.csv").is_file()
+    # run.json records the resolution: the nominal h/l of the case and the measured mesh size
+    for rec in (rc_c, rc_q):
+        res, mesh = rec["resolution"], rec["mesh"]
+        assert res["h_over_l"] == pytest.approx(res["h_nominal_um"] / res["l_um"], rel=1e-12)
+        assert 0.0 < mesh["gb_zone_fraction"] < 1.0
+        assert mesh["h_over_l"] == pytest.approx(mesh["h_eq_um"] / mesh["l_um"], rel=1e-12)
 
 
 @pytest.mark.mpi

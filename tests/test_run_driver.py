@@ -211,3 +211,35 @@ def test_damaged_checkpoint_is_an_input_error(tmp_path, capsys, damage):
     err = capsys.readouterr().err
     assert "checkpoint.npz" in err and "Traceback" not in err
     assert _status(out) == "interrupted"
+
+
+@pytest.mark.serial
+def test_run_directory_lock(tmp_path):
+    """A directory in use by a live process (this host) or by another host is refused before
+    anything in it is touched; a lock whose process is gone is taken over; the lock is released
+    when the run ends."""
+    import socket
+
+    from polycrack.workflow.lock import LOCK_NAME
+
+    rc = load_case(_case(tmp_path / "case.yaml", protocol=PROTOCOL[:1]))
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "timeseries.csv").write_text("a run in progress\n")
+    lock = out / LOCK_NAME
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock.write_text(json.dumps({"host": socket.gethostname(), "pid": sleeper.pid}))
+        with pytest.raises(InputError, match=f"in use by another run \\(pid {sleeper.pid}"):
+            Run(rc, out, MPI.COMM_WORLD, overwrite=True, verbose=False).run()
+        assert (out / "timeseries.csv").read_text() == "a run in progress\n"
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    lock.write_text(json.dumps({"host": "node-that-is-not-here", "pid": 1}))
+    with pytest.raises(InputError, match="node-that-is-not-here.*remove"):
+        Run(rc, out, MPI.COMM_WORLD, overwrite=True, verbose=False).run()
+    # the sleeper is gone now: its lock is stale and is taken over
+    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": sleeper.pid}))
+    rec = Run(rc, out, MPI.COMM_WORLD, overwrite=True, verbose=False).run()
+    assert rec["status"] == RunStatus.FINISHED and not lock.exists()

@@ -41,10 +41,11 @@ from ..problems.coupled import CoupledProblem
 from ..problems.electrochemistry import ElectrochemProblem
 from ..problems.quasistatic import QuasiStaticProblem
 from . import checkpoint
+from . import lock as run_lock
 from .exports import TimeSeriesWriter, git_commit, peak_memory_mb, versions, write_json_atomic
 from .protocol import ProtocolRunner
 from .status import RunStatus
-from .summary import quasistatic_warning
+from .summary import case_warnings, resolution
 
 __all__ = ["Run", "CoupledRun", "ElectrochemRun", "run_case", "timeseries_row", "RunStatus"]
 
@@ -259,6 +260,7 @@ class Run:
         self.stop_after_steps = stop_after_steps
         self.phases: dict[str, float] = {}
         self.stepper = self.runner = None
+        self.lock: Path | None = None  # rank 0: run.lock, held from set-up to the final record
         self.signals = _Signals()
         self.written: set[str] = set()
         self.flat = flat_resolved(rc)
@@ -275,8 +277,18 @@ class Run:
             out = self.out
             if out.exists() and not out.is_dir():
                 raise InputError(f"-o {out}: exists and is not a directory")
-            if self.restart:
-                return self._restart_record()
+            if self.restart and not (out / "checkpoint.npz").is_file():
+                raise InputError(f"--restart {out}: no checkpoint.npz in that run directory")
+            make_writable_dir(out, "run directory")  # also fails for /proc, read-only mounts
+            self.lock = run_lock.acquire(out)  # before anything in it is read or removed
+            try:
+                return self._restart_record() if self.restart else fresh()
+            except BaseException:
+                run_lock.release(self.lock)
+                raise
+
+        def fresh() -> dict:
+            out = self.out
             held = [n for n in (*RUN_FILES, *RUN_DIRS) if (out / n).exists()]
             if held and not self.overwrite:
                 raise InputError(
@@ -286,7 +298,6 @@ class Run:
             for n in held:
                 p = out / n
                 shutil.rmtree(p) if p.is_dir() else p.unlink()
-            make_writable_dir(out, "run directory")  # also fails for /proc, read-only mounts
             return {"run_id": uuid.uuid4().hex, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
         return _collective(self.comm, prepare)
@@ -345,9 +356,13 @@ class Run:
             record["restarts"] = prev["restarts"]
         if rc.case.physics.mechanics and rc.case.physics.fracture:
             record["fracture_summary"] = fracture_summary(rc.params)
-        warning = quasistatic_warning(rc)
-        if warning:
-            record["warnings"] = [warning]
+        res = resolution(rc)
+        if res is not None:
+            record["resolution"] = res
+        warnings = case_warnings(rc)
+        if warnings:
+            record["warnings"] = warnings
+        for warning in warnings:
             self._log(f"warning: {warning}")
         return record
 
@@ -599,6 +614,8 @@ class Run:
         self.record["peak_memory"] = peak_memory_mb(self.comm)
         self.record["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         write_json_atomic(self.out / "run.json", self.record, self.comm)
+        if self.comm.rank == 0:
+            run_lock.release(self.lock)
         self.comm.barrier()  # when run() returns, every rank sees the final record on disk
 
 

@@ -12,6 +12,14 @@ from ..physics import materials as mat
 #: voltage by ~10 mV or more (|dU/dx| is 1-3 V per unit x between 3.7 and 4.2 V)
 QUASISTATIC_SPREAD_LIMIT = 0.01
 
+#: the phase-field resolution rule: ``check`` and ``run`` warn when the particle's nominal mesh
+#: size h (geometry.mesh.particle_size_um / 2^refine_levels) exceeds this multiple of the
+#: phase-field length min(l, l_gamma). Measured by benchmarks/convergence/study.py on the demo
+#: particle (docs/convergence.md): halving h from h = l to h = l/2 moved the damage onset by
+#: 9 mV but the crack area Γ at 4.0 V by 17 %, so h = l is not resolved; h = l/2 is the finest
+#: level that fits a workstation, and whether it is converged (to 5 % in Γ) is open
+H_OVER_L_MAX = 0.5
+
 
 def li_spread_estimate(rc: ResolvedCase) -> tuple[float, float] | None:
     """(x_avg - x_surf, C-rate) at the case's largest cc C-rate, for a sphere of the nominal
@@ -52,6 +60,56 @@ def quasistatic_warning(rc: ResolvedCase) -> str | None:
         " m²/s): voltage and stresses will differ from the coupled model; use mode: coupled or "
         "a slower charge"
     )
+
+
+def resolution(rc: ResolvedCase) -> dict | None:
+    """The particle mesh size against the phase-field length (None without fracture):
+    ``h_nominal_um`` = particle_size_um / 2^refine_levels, ``l_um`` = min(l, l_gamma) in µm, their
+    ratio and the rule :data:`H_OVER_L_MAX`."""
+    if not (rc.case.physics.mechanics and rc.case.physics.fracture):
+        return None
+    m = rc.case.geometry.mesh
+    h = m.particle_size_um / 2**m.refine_levels
+    fr = rc.params.fracture
+    l_um = 1e6 * min(fr.l_m, fr.l_gamma_m)
+    return {
+        "h_nominal_um": h,
+        "l_um": l_um,
+        "h_over_l": h / l_um,
+        "h_over_l_max": H_OVER_L_MAX,
+    }
+
+
+def resolution_line(rc: ResolvedCase) -> str | None:
+    """One line of ``polycrack check``: h, l and h/l against the rule (None without fracture)."""
+    res = resolution(rc)
+    if res is None:
+        return None
+    return (
+        f"  phase-field resolution: h = {res['h_nominal_um']:g} µm (particle_size_um / "
+        f"2^refine_levels), l = {res['l_um']:g} µm, h/l = {res['h_over_l']:.3g} "
+        f"(rule: h/l <= {H_OVER_L_MAX:g}, docs/convergence.md)"
+    )
+
+
+def resolution_warning(rc: ResolvedCase) -> str | None:
+    """A warning when h/l exceeds :data:`H_OVER_L_MAX` (None otherwise)."""
+    res = resolution(rc)
+    if res is None or res["h_over_l"] <= H_OVER_L_MAX * (1 + 1e-9):
+        return None
+    need = res["l_um"] * H_OVER_L_MAX
+    return (
+        f"the particle mesh (h = {res['h_nominal_um']:g} µm) does not resolve the phase-field "
+        f"length l = {res['l_um']:g} µm: h/l = {res['h_over_l']:.3g} > {H_OVER_L_MAX:g}, where "
+        "the measured damage still moves with h (docs/convergence.md); use "
+        f"geometry.mesh.particle_size_um <= {need:.3g} or geometry.mesh.refine_levels, or a "
+        "larger fracture.l_m with Gc scaled by l"
+    )
+
+
+def case_warnings(rc: ResolvedCase) -> list[str]:
+    """Every warning ``check`` and ``run`` print for a case."""
+    return [w for w in (quasistatic_warning(rc), resolution_warning(rc)) if w]
 
 
 def c_rate_label(c_rate: float) -> str:
