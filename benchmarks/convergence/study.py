@@ -3,6 +3,7 @@ item 4) on the demo particle (50 grains, 14 µm, base mesh h = 0.8 µm).
 
     mpirun -n 2 python benchmarks/convergence/study.py [--work DIR] [--only LABEL ...]
         [--levels 0 1] [--l-um 0.8 0.4] [--tau-s 10] [--seeds 1 2 3 4 5] [--plot-only]
+        [--set KEY=VALUE ...]
 
 Every run is the demo case (polycrack/cases/demo.yaml, CC C/50 to 4.5 V then CV to C/100) in
 ``physics.mode: quasistatic`` (x uniform; benchmarks/results/quasistatic_vs_coupled.json: onset
@@ -50,7 +51,7 @@ BASE_H_UM = 0.8
 BASE_L_UM = 0.8
 GC_AT_BASE = (50.0, 5.0)  # J/m^2 (bulk, GB) at l = 0.8 µm: the demo's pair
 PHI_ONSET = 0.95
-VOLTAGES = (4.0, 4.2, 4.5)
+VOLTAGES = (3.8, 4.0, 4.2, 4.5)  # 3.8 V: reached by every refined run so far
 COMMON = ("physics.mode=quasistatic", "solver.dt_max_s=36000")
 
 
@@ -86,10 +87,12 @@ def plan(args) -> list[tuple[str, list[str]]]:
 
 
 def finished(run_dir: Path) -> bool:
+    """The run ended (finished, or failed: a failure is a result of the study too)."""
     try:
-        return json.loads((run_dir / "run.json").read_text()).get("status") == "finished"
+        status = json.loads((run_dir / "run.json").read_text()).get("status")
     except (OSError, ValueError):
         return False
+    return status in ("finished", "failed")
 
 
 def at_voltage(ts: dict, cc: np.ndarray, col: str, v: float) -> float | None:
@@ -127,7 +130,7 @@ def summarise(label: str, sets: list[str], run_dir: Path) -> dict:
         "status": rec["status"],
         "refine_levels": int(val["geometry.mesh.refine_levels"]),
         "h_nominal_um": BASE_H_UM / 2 ** int(val["geometry.mesh.refine_levels"]),
-        "l_um": float(val["fracture.l_m"]) * 1e6,
+        "l_um": round(float(val["fracture.l_m"]) * 1e6, 9),
         "tau_s": float(val["physics.phase_field_relaxation_s"]),
         "seed": int(val.get("geometry.grains.seed", 1)),
         "cells": mesh.get("cells"),
@@ -146,19 +149,26 @@ def summarise(label: str, sets: list[str], run_dir: Path) -> dict:
     for v in VOLTAGES:
         for col, key in (("crack_area_um2", "crack_area_um2"), ("damage_fraction", "damage")):
             row[f"{key}_{v:.1f}V"] = at_voltage(ts, cc, col, v)
+    row["voltage_end_V"] = float(ts["voltage_V"][-1])
     row["crack_area_um2_end"] = float(ts["crack_area_um2"][-1])
     row["damage_end"] = float(ts["damage_fraction"][-1])
     end_cc = int(np.flatnonzero(cc)[-1])
-    row["damage_gb_share_4.5V"] = float(ts["damage_gb_share"][end_cc])
-    row["crack_area_gb_share_4.5V"] = float(ts["crack_area_gb_share"][end_cc])
-    rad = read_table(run_dir / "radial_damage.csv")
-    k = int(np.argmin(np.abs(rad["time_s"] - ts["time_s"][end_cc])))
-    shells = sorted(c for c in rad if c.startswith("crack_area_") and c.endswith("_um2"))
-    tot = sum(float(rad[c][k]) for c in shells)
-    row["radial_crack_area_share_4.5V"] = {
-        c[len("crack_area_") : -len("_um2")]: (float(rad[c][k]) / tot if tot > 0 else None)
-        for c in shells
-    }
+    partial = row["voltage_end_V"] < VOLTAGES[-1] - 1e-4
+    if partial:
+        row["status"] = f"{row['status']} (reached {row['voltage_end_V']:.3f} V)"
+        row["damage_gb_share_4.5V"] = row["crack_area_gb_share_4.5V"] = None
+        row["radial_crack_area_share_4.5V"] = None
+    else:
+        row["damage_gb_share_4.5V"] = float(ts["damage_gb_share"][end_cc])
+        row["crack_area_gb_share_4.5V"] = float(ts["crack_area_gb_share"][end_cc])
+        rad = read_table(run_dir / "radial_damage.csv")
+        k = int(np.argmin(np.abs(rad["time_s"] - ts["time_s"][end_cc])))
+        shells = sorted(c for c in rad if c.startswith("crack_area_") and c.endswith("_um2"))
+        tot = sum(float(rad[c][k]) for c in shells)
+        row["radial_crack_area_share_4.5V"] = {
+            c[len("crack_area_") : -len("_um2")]: (float(rad[c][k]) / tot if tot > 0 else None)
+            for c in shells
+        }
     row["curve"] = {
         "voltage_V": ts["voltage_V"][cc].tolist(),
         "crack_area_um2": ts["crack_area_um2"][cc].tolist(),
@@ -180,7 +190,7 @@ def fill_gb_zone(rows: list[dict]) -> None:
                     break
         z = r["gb_zone_fraction"]
         s = r["damage_gb_share_4.5V"]
-        r["gb_enrichment_4.5V"] = s / z if z and s == s else None
+        r["gb_enrichment_4.5V"] = s / z if z and s is not None and s == s else None
 
 
 def rel(a, b):
@@ -208,9 +218,10 @@ def compare(rows: list[dict]) -> list[dict]:
                 c[f"{key}_{v:.1f}V_rel_diff"] = rel(
                     fine[f"{key}_{v:.1f}V"], coarse[f"{key}_{v:.1f}V"]
                 )
-        c["crack_area_um2_end_rel_diff"] = rel(
-            fine["crack_area_um2_end"], coarse["crack_area_um2_end"]
-        )
+        if "reached" not in fine["status"] + coarse["status"]:  # both ran to the end
+            c["crack_area_um2_end_rel_diff"] = rel(
+                fine["crack_area_um2_end"], coarse["crack_area_um2_end"]
+            )
         out.append(c)
     return out
 
@@ -274,6 +285,7 @@ def plot(res: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axs = plt.subplots(1, 3, figsize=(15, 4.5))
+    lv_seeds = min(r["refine_levels"] for r in res["rows"])
     for r in res["rows"]:
         c = r["curve"]
         style = "-" if r["tau_s"] else "--"
@@ -281,9 +293,10 @@ def plot(res: dict, path: Path) -> None:
             axs[2].plot(c["voltage_V"], c["crack_area_um2"], lw=1, label=f"seed {r['seed']}")
             continue
         ax = axs[0] if r["l_um"] == BASE_L_UM else axs[1]
-        lab = f"h/l = {r['h_over_l']:g}, tau = {r['tau_s']:g} s ({r['particle_cells']} cells)"
+        cells = f" ({r['particle_cells']} cells)" if r["particle_cells"] else ""
+        lab = f"h/l = {r['h_over_l']:g}, tau = {r['tau_s']:g} s{cells}, {r['status']}"
         ax.plot(c["voltage_V"], c["crack_area_um2"], style, label=lab)
-        if r["l_um"] == BASE_L_UM and r["tau_s"]:
+        if r["l_um"] == BASE_L_UM and r["tau_s"] and r["refine_levels"] == lv_seeds:
             axs[2].plot(c["voltage_V"], c["crack_area_um2"], "k-", lw=2, label="seed 1")
     for ax, title in zip(
         axs, ("l = 0.8 µm", "l = 0.4 µm", "tessellation seeds (l = 0.8 µm, level 0)"), strict=True
@@ -308,6 +321,13 @@ def main() -> None:
     ap.add_argument("--only", nargs="+", help="solve only these labels (others are summarised)")
     ap.add_argument("--plot-only", action="store_true", help="summarise what is in --work")
     ap.add_argument("--name", default="convergence")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        help="KEY=VALUE for every run solved now (e.g. solver.linear=mumps_lagged, which was "
+        "faster at level 1); a run continued from its checkpoint accepts these keys changed",
+    )
     args = ap.parse_args()
     comm = MPI.COMM_WORLD
     runs = plan(args)
@@ -318,18 +338,29 @@ def main() -> None:
             continue
         if comm.rank == 0:
             print(f"--- {label}: {' '.join(sets)}", flush=True)
-        rc = load_case(DEMO, sets)
+        rc = load_case(DEMO, [*sets, *args.set])
         comm.barrier()
         t0 = time.perf_counter()
         resume = (run_dir / "checkpoint.npz").is_file()  # an interrupted run continues
-        CoupledRun(rc, run_dir, comm, verbose=False, restart=resume, overwrite=not resume).run()
+        allow = tuple(kv.split("=")[0] for kv in args.set)
+        CoupledRun(
+            rc,
+            run_dir,
+            comm,
+            verbose=False,
+            restart=resume,
+            overwrite=not resume,
+            allow_changes=allow,
+        ).run()
         timing[label] = {"wall_s": time.perf_counter() - t0, "loadavg": os.getloadavg()}
     if comm.rank != 0:
         return
+    # runs still going (or stopped) are summarised as far as they got, with their status: a
+    # level that did not reach 4.5 V still gives its onset and Γ at 4.0 V
     rows = [
         summarise(label, sets, args.work / label)
         for label, sets in runs
-        if finished(args.work / label)
+        if (args.work / label / "timeseries.csv").is_file()
     ]
     fill_gb_zone(rows)
     out = REPO / "benchmarks" / "results" / f"{args.name}.json"
