@@ -40,6 +40,7 @@ from polycrack.physics import materials as mat  # noqa: E402
 from polycrack.physics.domain import ensure_bundle, load_bundle  # noqa: E402
 from polycrack.physics.mechanics import ParticleDomain  # noqa: E402
 from polycrack.post.plots import read_table  # noqa: E402
+from polycrack.post.timeseries import damage_onset  # noqa: E402
 from polycrack.workflow.exports import git_commit  # noqa: E402
 from polycrack.workflow.run import CoupledRun  # noqa: E402
 
@@ -54,22 +55,14 @@ GRID_V = np.linspace(3.7, 4.49, 80)
 
 
 def onset(ts: dict) -> dict:
-    """First step with phi_max >= PHI_ONSET, and the voltage, x_avg and capacity where phi_max
-    crosses PHI_ONSET (linear between the two steps that bracket it)."""
-    hit = np.flatnonzero(ts["phi_max"] >= PHI_ONSET)
-    out = {"first_step_V": None, "interpolated_V": None, "x_avg": None, "capacity_mAh_g": None}
-    if not hit.size:
-        return out
-    k = int(hit[0])
-    out["first_step_V"] = float(ts["voltage_V"][k])
-    if k > 0:
-        p0, p1 = ts["phi_max"][k - 1], ts["phi_max"][k]
-        f = (PHI_ONSET - p0) / (p1 - p0)
-        for key, col in (("interpolated_V", "voltage_V"), ("x_avg", "x_avg")):
-            out[key] = float(ts[col][k - 1] + f * (ts[col][k] - ts[col][k - 1]))
-        cap = ts["capacity_mAh_g"]
-        out["capacity_mAh_g"] = float(cap[k - 1] + f * (cap[k] - cap[k - 1]))
-    return out
+    """The onset (polycrack.post.timeseries.damage_onset) in voltage, x_avg and capacity."""
+    o = damage_onset(ts, PHI_ONSET, ("voltage_V", "x_avg", "capacity_mAh_g"))
+    return {
+        "first_step_V": o["first_step_voltage_V"],
+        "interpolated_V": o["interpolated_voltage_V"],
+        "x_avg": o["interpolated_x_avg"],
+        "capacity_mAh_g": o["interpolated_capacity_mAh_g"],
+    }
 
 
 def qs_voltage(ts: dict, rec: dict, rc) -> np.ndarray:

@@ -68,3 +68,22 @@ def test_radial_cell_stats_and_cell_volumes(cube):
             lo, hi = s["shell"]
             assert lo <= s["mean"] < hi and s["max"] < hi and lo <= s["p99"] <= s["max"]
             assert s["fraction_ge_0.5"] == (1.0 if lo >= 0.5 else 0.0)
+
+
+def test_damage_onset_and_value_at_voltage_closed_form():
+    """phi_max rising linearly in V crosses 0.95 at a known voltage; values at a voltage are the
+    linear interpolation of the rows, None beyond the rows' last voltage."""
+    from polycrack.post.timeseries import damage_onset, value_at_voltage
+
+    v = np.array([3.7, 3.8, 3.9, 4.0, 4.1])
+    ts = {"voltage_V": v, "phi_max": (v - 3.7) * 2.5, "x_avg": 1.0 - v / 10.0}  # 0.95 at 4.08 V
+    o = damage_onset(ts, columns=("voltage_V", "x_avg"))
+    assert o["step_index"] == 4 and o["first_step_voltage_V"] == 4.1
+    assert o["interpolated_voltage_V"] == pytest.approx(4.08, abs=1e-12)
+    assert o["interpolated_x_avg"] == pytest.approx(1.0 - 0.408, abs=1e-12)
+    none = damage_onset({"voltage_V": v, "phi_max": 0 * v})
+    assert none["step_index"] is None and none["interpolated_voltage_V"] is None
+    assert value_at_voltage(ts, "phi_max", 3.85) == pytest.approx(0.375, abs=1e-12)
+    assert value_at_voltage(ts, "phi_max", 4.2) is None
+    cc = v < 4.05
+    assert value_at_voltage(ts, "phi_max", 4.05, cc) is None

@@ -42,6 +42,7 @@ import numpy as np
 from mpi4py import MPI
 from polycrack.config import load_case
 from polycrack.post.plots import read_table
+from polycrack.post.timeseries import damage_onset, value_at_voltage
 from polycrack.workflow.exports import git_commit
 from polycrack.workflow.run import CoupledRun
 
@@ -95,29 +96,6 @@ def finished(run_dir: Path) -> bool:
     return status in ("finished", "failed")
 
 
-def at_voltage(ts: dict, cc: np.ndarray, col: str, v: float) -> float | None:
-    """``col`` where the CC step's voltage crosses ``v`` (linear between rows), None if never."""
-    vv, yy = ts["voltage_V"][cc], ts[col][cc]
-    if not vv.size or vv[-1] < v - 1e-4:
-        return None
-    return float(np.interp(v, vv, yy))
-
-
-def onset(ts: dict) -> dict:
-    hit = np.flatnonzero(ts["phi_max"] >= PHI_ONSET)
-    if not hit.size:
-        return {"first_step_V": None, "interpolated_V": None}
-    k = int(hit[0])
-    out = {"first_step_V": float(ts["voltage_V"][k]), "interpolated_V": None}
-    if k > 0:
-        p0, p1 = ts["phi_max"][k - 1], ts["phi_max"][k]
-        f = (PHI_ONSET - p0) / (p1 - p0)
-        out["interpolated_V"] = float(
-            ts["voltage_V"][k - 1] + f * (ts["voltage_V"][k] - ts["voltage_V"][k - 1])
-        )
-    return out
-
-
 def summarise(label: str, sets: list[str], run_dir: Path) -> dict:
     rec = json.loads((run_dir / "run.json").read_text())
     ts = read_table(run_dir / "timeseries.csv")
@@ -143,12 +121,12 @@ def summarise(label: str, sets: list[str], run_dir: Path) -> dict:
         "accepted_steps": rec.get("steps", {}).get("accepted"),
         "rejected_steps": sum(v for k, v in rec.get("steps", {}).items() if k != "accepted"),
         "newton_iterations": rec.get("solver", {}).get("newton_iterations"),
-        "onset": onset(ts),
+        "onset": {k.replace("_voltage_V", "_V"): v for k, v in damage_onset(ts, PHI_ONSET).items()},
     }
     row["h_over_l"] = row["h_nominal_um"] / row["l_um"]
     for v in VOLTAGES:
         for col, key in (("crack_area_um2", "crack_area_um2"), ("damage_fraction", "damage")):
-            row[f"{key}_{v:.1f}V"] = at_voltage(ts, cc, col, v)
+            row[f"{key}_{v:.1f}V"] = value_at_voltage(ts, col, v, cc)
     row["voltage_end_V"] = float(ts["voltage_V"][-1])
     row["crack_area_um2_end"] = float(ts["crack_area_um2"][-1])
     row["damage_end"] = float(ts["damage_fraction"][-1])

@@ -66,12 +66,13 @@ def demo_caption(run_dir: Path) -> str:
     import json
 
     from ..post.plots import read_table
+    from ..post.timeseries import damage_onset
 
     ts = read_table(run_dir / "timeseries.csv")
     mesh = json.loads((run_dir / "mesh" / "mesh.json").read_text())
     tets = mesh["tets"]
-    hit = np.nonzero(ts["phi_max"] >= 0.95)[0]
-    onset = f"{ts['voltage_V'][hit[0]]:.3f} V" if hit.size else "never"
+    first = damage_onset(ts)["first_step_voltage_V"]
+    onset = f"{first:.3f} V" if first is not None else "never"
     text = (
         f"{tets} tets, {len(ts['step'])} steps, damage onset (first φ ≥ 0.95) at {onset}, "
         f"damaged volume at the end {100 * ts['damage_fraction'][-1]:.2f} %"
