@@ -35,7 +35,9 @@ from ..numerics.nonlinear import BlockNewton, NewtonResult
 from ..numerics.stepping import AdaptiveBDF
 from ..physics.electrochem import Electrochemistry
 from ..physics.fracture import fracture_constants
+from ..physics.materials import LatticeStrains
 from ..physics.mechanics import MechanicsModel, ParticleDomain, build_blocks, principal_values
+from ..post.drive import DriveDiagnostics
 from ..post.metrics import RADIAL_SHELLS, DamageMetrics, principal_stress_field
 from .base import Problem
 from .electrochemistry import x_tolerance
@@ -190,6 +192,14 @@ class CoupledProblem(Problem):
         self._sigma = self.model.particle_stress(b.u, self.x_field, b.n, b.phi)
         self._s1 = None  # (function, expression, cells), compiled on first use
         self._last: dict = {}  # metrics of the last accepted state (observables -> radial_row)
+        #: driving-force diagnostics (timeseries.csv columns of post/drive.py)
+        self.drive = DriveDiagnostics(
+            dom,
+            self.model,
+            b.u,
+            LatticeStrains.from_params(p, rc.lattice_table_path),
+            p.electrochemistry.x0,
+        )
         self.phi_committed = None
         if self.fracture:
             self.commit_phi()
@@ -433,6 +443,7 @@ class CoupledProblem(Problem):
         """Update H <- max(H, ψ+) after a converged, accepted step; returns max H (GPa)."""
         self.last_step_jump, self._jump, self._dphi_rejected = self._jump, False, None
         self.stats["dphi_jumps_accepted"] += int(self.last_step_jump)
+        self.drive.accept(self.ec.x_avg())
         if not self.fracture:
             return 0.0
         self.commit_phi()
@@ -518,6 +529,7 @@ class CoupledProblem(Problem):
             "crack_area_gb_share": obs.get("crack_area_gb_share"),
             "phi_max": obs.get("phi_max", 0.0),
             "sigma1_max_Pa": obs["sigma1_max_Pa"],
+            **self.drive.row(self.blocks.history.growth if self.fracture else None),
         }
 
     def radial_row(self) -> list[float]:
@@ -570,11 +582,13 @@ class CoupledProblem(Problem):
     def state_dict(self) -> tuple[dict[str, fem.Function], dict]:
         """The history field H and the solver bookkeeping (statistics, fallback state)."""
         fields = {"H": self.blocks.history.H} if self.fracture else {}
-        return fields, {"coupled_stats": dict(self.stats), **self.fallback_state()}
+        state = {"coupled_stats": dict(self.stats), **self.fallback_state()}
+        return fields, state | {"delta_eps_prime_absmax": self.drive.absmax}
 
     def load_state_dict(self, state: dict) -> None:
         self.stats.update(state["coupled_stats"])
         self.set_fallback_state(state)
+        self.drive.absmax = float(state.get("delta_eps_prime_absmax", 0.0))
         if self.fracture:
             self.commit_phi()
 
