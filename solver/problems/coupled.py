@@ -33,6 +33,7 @@ from ..config import ResolvedCase
 from ..meshing.tags import INTERFACE
 from ..numerics.nonlinear import BlockNewton, NewtonResult
 from ..numerics.stepping import AdaptiveBDF
+from ..physics import mechanisms as mech
 from ..physics.electrochem import Electrochemistry
 from ..physics.fracture import fracture_constants
 from ..physics.materials import LatticeStrains
@@ -140,6 +141,8 @@ class CoupledProblem(Problem):
             degree=phys.displacement_degree,
             outer_boundary=phys.outer_boundary,
             relaxation=(phys.phase_field_relaxation_s, self.ec.dt),
+            gb_eigenstrain=phys.mechanisms.gb_eigenstrain_weight,
+            toughness_factor=self._toughness_factor(),
         )
         b = self.blocks
         fields = [self.ec.x, self.ec.V, b.u] + ([b.phi] if self.fracture else [])
@@ -206,11 +209,35 @@ class CoupledProblem(Problem):
 
     # -- the parts a quasi-static problem replaces ------------------------------------------------
     def _electrochemistry(self):
-        """The (x, V) block: Li transport on the particle mesh."""
+        """The (x, V) block: Li transport on the particle mesh, with the per-grain OCP shift, i0
+        and D factors of ``physics.mechanisms.grain_heterogeneity`` when it is on."""
         dom = self.dom
-        return Electrochemistry(
+        ec = Electrochemistry(
             dom.submesh, dom.sub_facet_tags, INTERFACE, self.rc.params.electrochemistry
         )
+        het = self.rc.case.physics.mechanisms.grain_heterogeneity
+        if het.enabled:
+            self.grains = mech.GrainData(dom)
+            d = mech.grain_draws(
+                self.grains.n_grains, het.seed, het.ocp_shift_std_V, het.i0_log_std, het.D_log_std
+            )
+            self.grain_values = d
+            f = self.grains.field
+            ec.set_grain_data(
+                f(d["ocp_shift_V"], "ocp_shift") if het.ocp_shift_std_V > 0 else None,
+                f(d["i0_factor"], "i0_factor") if het.i0_log_std > 0 else None,
+                f(d["D_factor"], "D_factor") if het.D_log_std > 0 else None,
+            )
+        return ec
+
+    def _toughness_factor(self):
+        """Gc(x)/Gc(x0) of ``physics.mechanisms.toughness_of_x`` as UFL (None when off), of the
+        Li fraction the mechanics sees (per grain in quasi-static mode with an OCP shift)."""
+        law = self.rc.case.physics.mechanisms.toughness_of_x
+        if law == "none" or not self.rc.case.physics.fracture:
+            return None
+        x = getattr(self.model.law, "x_grain", self.x_field)
+        return mech.toughness_factor(x, self.rc.params.electrochemistry.x0, law, xp=ufl)
 
     def _li_field(self) -> fem.Function:
         """The Li fraction of the mechanics: the transport unknown x itself."""
