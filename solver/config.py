@@ -410,6 +410,9 @@ class MechanismsConfig(StrictModel):
     default; run.json labels each as in the paper or not, with its source."""
 
     grain_heterogeneity: GrainHeterogeneityConfig = GrainHeterogeneityConfig()
+    #: ``oregan2022``: D(x) of NMC811 (O'Regan et al., Electrochim. Acta 425 (2022) 140700)
+    #: instead of ``electrochemistry.D_m2_s``; coupled mode only
+    diffusivity_of_x: Literal["none", "oregan2022"] = "none"
     #: scale the lithiation eigenstrain by 1 - h(γ), h = (1 - γ)²: none on grain boundaries
     gb_eigenstrain_weight: bool = False
     #: ``xu2017``: Gc(x) = Gc · (K_c(x)/K_c(x0))², K_c of NMC532 secondary particles on the first
@@ -468,6 +471,11 @@ class PhysicsConfig(StrictModel):
                         "quasi-static mode x is uniform in every grain and neither the kinetics "
                         "nor D set it (use ocp_shift_std_V, which gives each grain its own x)"
                     )
+        if self.mode == "quasistatic" and mech.diffusivity_of_x != "none":
+            raise ValueError(
+                "mechanisms.diffusivity_of_x needs mode: coupled: quasi-static mode has no Li "
+                "transport (x is uniform)"
+            )
         if not self.fracture:
             if mech.gb_eigenstrain_weight:
                 raise ValueError(

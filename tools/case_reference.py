@@ -104,6 +104,8 @@ MEANING: dict[str, str] = {
     "physics.mechanisms.grain_heterogeneity.D_log_std": "per-grain factor on D, lognormal with mean "
     "1 and this standard deviation of its logarithm (coupled mode only)",
     "physics.mechanisms.grain_heterogeneity.seed": "seed of the per-grain draws",
+    "physics.mechanisms.diffusivity_of_x": "`oregan2022`: D(x) of NMC811 (O'Regan et al. 2022) "
+    "instead of `electrochemistry.D_m2_s`; coupled mode only (not in Parks 2023)",
     "physics.mechanisms.gb_eigenstrain_weight": "scale the lithiation eigenstrain by 1 − (1 − γ)²: "
     "none on grain boundaries (needs fracture; not in Parks 2023)",
     "physics.mechanisms.toughness_of_x": "`xu2017`: Gc(x) = Gc (K_c(x)/K_c(x0))², K_c of NMC532 "

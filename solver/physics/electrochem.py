@@ -108,6 +108,8 @@ class Electrochemistry:
         self.D = c(units.diffusivity(ec.D_m2_s))  # µm^2/s
         #: per-grain fields (DG0, :meth:`set_grain_data`): OCP shift (V), factors on i0 and D
         self.ocp_shift = self.i0_factor = self.D_factor = None
+        #: D(x) in µm²/s as a callable of the UFL x (:meth:`set_diffusivity`); None: the constant D
+        self.D_of_x = None
 
         self.dx = ufl.Measure("dx", domain=mesh)
         self.ds = ufl.Measure(
@@ -151,6 +153,11 @@ class Electrochemistry:
         )
         return i0 if self.i0_factor is None else i0 * self.i0_factor
 
+    def set_diffusivity(self, D_of_x) -> None:
+        """A concentration-dependent D: ``D_of_x(x)`` a UFL expression in µm²/s, replacing the
+        constant ``ec.D_m2_s`` (docs/model.md section 3.10). Call before :meth:`residuals`."""
+        self.D_of_x = D_of_x
+
     def set_grain_data(self, ocp_shift=None, i0_factor=None, D_factor=None) -> None:
         """Per-grain OCP shift (V), i0 and D factors as DG0 fields on the particle mesh (None:
         none), for grain-to-grain heterogeneity (docs/model.md section 3.10). Call before
@@ -180,7 +187,8 @@ class Electrochemistry:
         r = ufl.TestFunction(self.R)
         j = self.flux(x, V)
         F_x = (self.a0 * x + self.a1 * self.x_n + self.a2 * self.x_nn) * q * self.dx
-        D = self.D if self.D_factor is None else self.D * self.D_factor
+        D = self.D if self.D_of_x is None else self.D_of_x(x)
+        D = D if self.D_factor is None else D * self.D_factor
         F_x += self.dt * D * ufl.inner(ufl.grad(x), ufl.grad(q)) * self.dx
         F_x += self.dt * j * q * self.ds
         if x_coupling is not None:

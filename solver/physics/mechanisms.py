@@ -1,6 +1,7 @@
 """Optional damage mechanisms of issue 22 (``physics.mechanisms``, docs/model.md section 3.10),
-each off by default: per-grain scatter of the kinetics and of the OCP, a grain-boundary weight on
-the lithiation eigenstrain, and a toughness that falls with delithiation.
+each off by default: per-grain scatter of the kinetics and of the OCP, a concentration-dependent
+D(x), a grain-boundary weight on the lithiation eigenstrain, and a toughness that falls with
+delithiation.
 
 The pure laws (NumPy, and UFL where the forms need them) are here; the DOLFINx pieces (DG0 fields
 over the grain tags, the per-grain strain law) are :class:`GrainData` and :class:`GrainStrainLaw`.
@@ -22,9 +23,11 @@ from . import materials as mat
 
 __all__ = [
     "LABELS",
+    "DIFFUSIVITY_LAWS",
     "TOUGHNESS_LAWS",
     "GrainData",
     "GrainStrainLaw",
+    "diffusivity_oregan2022_m2_s",
     "gb_eigenstrain_weight",
     "grain_draws",
     "grain_x_at_common_potential",
@@ -45,6 +48,12 @@ LABELS = {
         "[I] eigenstrain scaled by 1 - h(gamma), h = (1 - gamma)^2 the grain-boundary indicator of "
         "docs/model.md section 3.5",
     ),
+    "diffusivity_of_x": (
+        "not stated in the paper",
+        "[F] O'Regan, Brosa Planella, Widanage, Kendrick, Electrochim. Acta 425 (2022) 140700, "
+        "DOI 10.1016/j.electacta.2022.140700 (GITT of the LG M50 NMC811 cathode, the cell of Chen "
+        "2020; the fit as in PyBaMM's ORegan2022 set, with its factor 2.7 and Arrhenius term)",
+    ),
     "toughness_of_x": (
         "not stated in the paper",
         "[F] Xu, Sun, de Vasconcelos, Zhao, J. Electrochem. Soc. 164 (2017) A3333, "
@@ -62,6 +71,32 @@ _XU2017_KC = np.array([0.058, 0.070, 0.091, 0.102])
 
 #: values of ``physics.mechanisms.toughness_of_x``
 TOUGHNESS_LAWS = ("none", "xu2017")
+#: values of ``physics.mechanisms.diffusivity_of_x``
+DIFFUSIVITY_LAWS = ("none", "oregan2022")
+
+# O'Regan et al. 2022, D of the LG M50 NMC811 cathode against its stoichiometry (the argument of
+# the Chen 2020 OCP), as coded in PyBaMM (pybamm/input/parameters/lithium_ion/ORegan2022.py):
+# D = 2.7 * 10^(c0 + sum_i a_i exp(-(x - b_i)^2 / c_i)) exp(d (1/298.15 - 1/T)) m^2/s
+_OREGAN_C0, _OREGAN_FACTOR, _OREGAN_D_K = -13.96, 2.7, 1449.0
+_OREGAN_TERMS = (
+    (-0.9231, 0.3216, 0.002534),
+    (-0.4066, 0.4532, 0.003926),
+    (-0.993, 0.8098, 0.09924),
+)
+
+
+def diffusivity_oregan2022_m2_s(x, T_K: float = 298.15, xp: ModuleType = np):
+    """Li diffusivity D(x) of NMC811 in m²/s (O'Regan et al. 2022): 3.0e-15 at x = 0.8,
+    7.3e-15 at 0.5, 2.9e-15 at 0.32, 2.8e-14 at 0.2 (298.15 K).
+
+    Args:
+        x: Li fraction (NumPy array or UFL expression); T_K: temperature (K).
+    """
+    e = _OREGAN_C0
+    for a, b, c in _OREGAN_TERMS:
+        e = e + a * xp.exp(-((x - b) ** 2) / c)
+    arrhenius = float(np.exp(_OREGAN_D_K * (1.0 / 298.15 - 1.0 / T_K)))
+    return _OREGAN_FACTOR * arrhenius * xp.exp(float(np.log(10.0)) * e)
 
 
 def toughness_ratio_xu2017(x, xp: ModuleType = np):
@@ -161,6 +196,7 @@ def labels(mech) -> dict:
     settings = {
         "grain_heterogeneity": (het.enabled, het.model_dump()),
         "gb_eigenstrain_weight": (mech.gb_eigenstrain_weight, mech.gb_eigenstrain_weight),
+        "diffusivity_of_x": (mech.diffusivity_of_x != "none", mech.diffusivity_of_x),
         "toughness_of_x": (mech.toughness_of_x != "none", mech.toughness_of_x),
     }
     return {

@@ -209,13 +209,20 @@ class CoupledProblem(Problem):
 
     # -- the parts a quasi-static problem replaces ------------------------------------------------
     def _electrochemistry(self):
-        """The (x, V) block: Li transport on the particle mesh, with the per-grain OCP shift, i0
-        and D factors of ``physics.mechanisms.grain_heterogeneity`` when it is on."""
+        """The (x, V) block: Li transport on the particle mesh, with D(x) of
+        ``physics.mechanisms.diffusivity_of_x`` and the per-grain OCP shift, i0 and D factors of
+        ``physics.mechanisms.grain_heterogeneity`` when they are on."""
         dom = self.dom
         ec = Electrochemistry(
             dom.submesh, dom.sub_facet_tags, INTERFACE, self.rc.params.electrochemistry
         )
-        het = self.rc.case.physics.mechanisms.grain_heterogeneity
+        mechs = self.rc.case.physics.mechanisms
+        if mechs.diffusivity_of_x == "oregan2022":
+            T_K = self.rc.params.electrochemistry.T_K
+            ec.set_diffusivity(
+                lambda x: units.diffusivity(1.0) * mech.diffusivity_oregan2022_m2_s(x, T_K, xp=ufl)
+            )
+        het = mechs.grain_heterogeneity
         if het.enabled:
             self.grains = mech.GrainData(dom)
             d = mech.grain_draws(
