@@ -10,7 +10,7 @@ C/50 to 4.5 V and the hold to C/100, once per row: the baseline, each mechanism 
 combinations. Per row: onset voltage (φ_max crosses 0.95), the radial shell holding most of the
 first damaged volume, damaged fraction and crack area Γ_l at 4.0 / 4.2 / 4.5 V and at the end,
 the c-peak voltage (largest ε_c at x_avg) and the growth of Γ_l and of the damaged fraction after
-it, the grain-boundary enrichment (GB share of Γ_l over the GB-zone volume share), the running
+it, the volume fraction where ψ⁺ > H at the end of the cc step, the grain-boundary enrichment (GB share of Γ_l over the GB-zone volume share), the running
 max |Δε′| and where ψ⁺ > H last happened (the driving-force columns), CPU time. Runs stop being
 started once the CPU time spent exceeds ``--max-cpu-s`` (default 900 s); rows not run are listed.
 Writes benchmarks/parks2023/results/<NAME>.json and benchmarks/parks2023/figures/<NAME>.png
@@ -142,8 +142,8 @@ def summarise(label: str, out: Path, rec: dict, cpu_s: float) -> dict:
     row["gb_enrichment"] = share / gbz if share is not None and gbz else None
     grow = np.flatnonzero(ts["psi_plus_over_H_max"] > 1.0 + 1e-9)
     row["last_step_psi_plus_above_H_V"] = float(ts["voltage_V"][grow[-1]]) if grow.size else None
-    after = ts["psi_plus_above_H_fraction"][k_peak + 1 :]
-    row["psi_plus_above_H_fraction_max_after_c_peak"] = float(after.max()) if after.size else None
+    cc = np.flatnonzero(ts["protocol_step"] == 0)
+    row["psi_plus_above_H_fraction_end_cc"] = float(ts["psi_plus_above_H_fraction"][cc[-1]])
     row["delta_eps_prime_absmax_end"] = float(ts["delta_eps_prime_absmax"][-1])
     row["binder_pressure_end_Pa"] = float(ts["binder_pressure_mean_Pa"][-1])
     return row
