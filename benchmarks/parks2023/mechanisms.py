@@ -3,7 +3,8 @@
     python benchmarks/parks2023/mechanisms.py [--bundle DIR] [--rows LABEL ...] [--name NAME]
         [--max-cpu-s S] [--resummarise]
 
-The demo case (polycrack.cases demo.yaml: 50 grains, h = l = 0.8 µm, Gc 50 / 5 J/m²) with
+The demo case (polycrack.cases demo.yaml: 50 grains, h = 0.8 µm) with l = l_γ = 0.8 µm and Gc 50 /
+5 J/m² (the demo's set before main 54b3335, at h/l = 1), with
 ``physics.mode: quasistatic`` (x uniform; ``solver.linear: mumps_lagged``, ``dt_max_s`` 36000),
 C/50 to 4.5 V and the hold to C/100, once per row: the baseline, each mechanism of
 ``physics.mechanisms`` that quasi-static mode supports and each strain-data set alone, and
@@ -42,6 +43,12 @@ from polycrack.workflow.exports import git_commit  # noqa: E402
 from polycrack.workflow.run import CoupledRun  # noqa: E402
 
 BASE_SETS = [
+    # the demo's fracture set before it followed h/l <= 1/2 (main 54b3335): the table below was
+    # computed with it, at h/l = 1 (docs/convergence.md: onset moves ~10 mV, Γ ~17 % with h/l)
+    "fracture.l_m=0.8e-6",
+    "fracture.l_gamma_m=0.8e-6",
+    "fracture.Gc_bulk_J_m2=50.0",
+    "fracture.Gc_GB_J_m2=5.0",
     "physics.mode=quasistatic",
     "solver.linear=mumps_lagged",
     "solver.dt_max_s=36000",
