@@ -388,6 +388,38 @@ Step = Annotated[Union[CCStep, CVStep, RestStep], Field(discriminator="type")]  
 PHYSICS_MODES = ("coupled", "quasistatic")
 
 
+class GrainHeterogeneityConfig(StrictModel):
+    """Per-grain scatter, drawn once from ``seed`` (polycrack.physics.mechanisms.grain_draws):
+    an OCP shift ΔU_g (normal, standard deviation in V) and factors on the exchange current
+    density and on D (lognormal with mean 1, standard deviation of the logarithm). Quasi-static
+    mode uses the OCP shift only (each grain at U(x_g) + ΔU_g = the common Li potential); the i0
+    and D factors need ``physics.mode: coupled``. Not stated in Parks 2023."""
+
+    ocp_shift_std_V: Annotated[float, Field(ge=0.0, le=0.2)] = 0.0
+    i0_log_std: Annotated[float, Field(ge=0.0, le=3.0)] = 0.0
+    D_log_std: Annotated[float, Field(ge=0.0, le=3.0)] = 0.0
+    seed: NonNegativeInt = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.ocp_shift_std_V > 0.0 or self.i0_log_std > 0.0 or self.D_log_std > 0.0
+
+
+class MechanismsConfig(StrictModel):
+    """Damage mechanisms beyond Parks 2023 (issue 22; docs/model.md section 3.10), all off by
+    default; run.json labels each as in the paper or not, with its source."""
+
+    grain_heterogeneity: GrainHeterogeneityConfig = GrainHeterogeneityConfig()
+    #: ``oregan2022``: D(x) of NMC811 (O'Regan et al., Electrochim. Acta 425 (2022) 140700)
+    #: instead of ``electrochemistry.D_m2_s``; coupled mode only
+    diffusivity_of_x: Literal["none", "oregan2022"] = "none"
+    #: scale the lithiation eigenstrain by 1 - h(γ), h = (1 - γ)²: none on grain boundaries
+    gb_eigenstrain_weight: bool = False
+    #: ``xu2017``: Gc(x) = Gc · (K_c(x)/K_c(x0))², K_c of NMC532 secondary particles on the first
+    #: charge (Xu et al., J. Electrochem. Soc. 164 (2017) A3333); ``none``: Gc independent of x
+    toughness_of_x: Literal["none", "xu2017"] = "none"
+
+
 class PhysicsConfig(StrictModel):
     """Which fields are solved. Electrochemistry is always on."""
 
@@ -407,6 +439,8 @@ class PhysicsConfig(StrictModel):
     #: step (polycrack.problems.quasistatic.QuasiStaticProblem; ``polycrack check`` estimates
     #: the radial Li spread that this neglects)
     mode: Literal["coupled", "quasistatic"] = "coupled"
+    #: optional damage mechanisms (issue 22), each off by default (docs/model.md section 3.10)
+    mechanisms: MechanismsConfig = MechanismsConfig()
 
     @field_validator("mode", mode="before")
     @classmethod
@@ -428,6 +462,28 @@ class PhysicsConfig(StrictModel):
                 "mode: quasistatic solves mechanics per load step and needs mechanics: true "
                 "(an electrochemistry-only run is mode: coupled with mechanics: false)"
             )
+        het, mech = self.mechanisms.grain_heterogeneity, self.mechanisms
+        if self.mode == "quasistatic":
+            for key in ("i0_log_std", "D_log_std"):
+                if getattr(het, key) > 0.0:
+                    raise ValueError(
+                        f"mechanisms.grain_heterogeneity.{key} needs mode: coupled: in "
+                        "quasi-static mode x is uniform in every grain and neither the kinetics "
+                        "nor D set it (use ocp_shift_std_V, which gives each grain its own x)"
+                    )
+        if self.mode == "quasistatic" and mech.diffusivity_of_x != "none":
+            raise ValueError(
+                "mechanisms.diffusivity_of_x needs mode: coupled: quasi-static mode has no Li "
+                "transport (x is uniform)"
+            )
+        if not self.fracture:
+            if mech.gb_eigenstrain_weight:
+                raise ValueError(
+                    "mechanisms.gb_eigenstrain_weight needs fracture: true (the grain-boundary "
+                    "field γ is part of the fracture model)"
+                )
+            if mech.toughness_of_x != "none":
+                raise ValueError("mechanisms.toughness_of_x needs fracture: true")
         return self
 
 

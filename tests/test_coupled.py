@@ -298,6 +298,8 @@ def _fake_problem(n: int = 4):
     cp.set_fallback_state({"staggered_left": 0, "failures_in_a_row": 0})
     cp._jump = cp.last_step_jump = False
     cp.should_stop = None
+    cp.ec = SimpleNamespace(x_avg=lambda: 0.5)  # after_accept records Δε′ at x_avg
+    cp.drive = SimpleNamespace(accept=lambda x: None)
     return cp
 
 

@@ -42,7 +42,17 @@ CASE = {
     "solver": {"linear": "mumps", "dt_max_s": 600.0, "dt_initial_s": 5.0},
     "output": {"fields_at_voltages_V": [], "checkpoint_every_steps": 0},
 }
-COLUMNS = ("time_s", "voltage_V", "current_A", "x_avg", "damage_fraction", "phi_max")
+COLUMNS = (
+    "time_s",
+    "voltage_V",
+    "current_A",
+    "x_avg",
+    "damage_fraction",
+    "phi_max",
+    "delta_eps_prime_absmax",
+    "psi_plus_above_H_fraction",
+    "binder_pressure_mean_Pa",
+)
 
 
 def test_check_warns_about_quasistatic_mode_at_fast_charges():

@@ -96,6 +96,20 @@ MEANING: dict[str, str] = {
     "(slow charges; `polycrack check` estimates the Li spread it neglects)",
     "physics.phase_field_relaxation_s": "phase-field viscosity τ (docs/model.md section 3.7); 0 = "
     "rate-independent",
+    "physics.mechanisms.grain_heterogeneity.ocp_shift_std_V": "standard deviation of a per-grain "
+    "OCP shift (normal, mean 0); in quasistatic mode each grain sits at its own x, U(x_g) + ΔU_g = "
+    "the common Li potential (docs/model.md section 3.10; not in Parks 2023)",
+    "physics.mechanisms.grain_heterogeneity.i0_log_std": "per-grain factor on i0, lognormal with "
+    "mean 1 and this standard deviation of its logarithm (coupled mode only)",
+    "physics.mechanisms.grain_heterogeneity.D_log_std": "per-grain factor on D, lognormal with mean "
+    "1 and this standard deviation of its logarithm (coupled mode only)",
+    "physics.mechanisms.grain_heterogeneity.seed": "seed of the per-grain draws",
+    "physics.mechanisms.diffusivity_of_x": "`oregan2022`: D(x) of NMC811 (O'Regan et al. 2022) "
+    "instead of `electrochemistry.D_m2_s`; coupled mode only (not in Parks 2023)",
+    "physics.mechanisms.gb_eigenstrain_weight": "scale the lithiation eigenstrain by 1 − (1 − γ)²: "
+    "none on grain boundaries (needs fracture; not in Parks 2023)",
+    "physics.mechanisms.toughness_of_x": "`xu2017`: Gc(x) = Gc (K_c(x)/K_c(x0))², K_c of NMC532 "
+    "on the first charge (Xu et al. 2017); `none`: Gc independent of x (not in Parks 2023)",
     "solver.linear": "linear solver of the coupled Newton (section 6)",
     "solver.staggered_linear": "linear solver of the staggered sub-solves (section 6)",
     "solver.dt_initial_s": "first time step",

@@ -106,6 +106,10 @@ class Electrochemistry:
         self.g = c(1.0)  # galvanostatic weight
         self.p = c(0.0)  # potentiostatic weight
         self.D = c(units.diffusivity(ec.D_m2_s))  # µm^2/s
+        #: per-grain fields (DG0, :meth:`set_grain_data`): OCP shift (V), factors on i0 and D
+        self.ocp_shift = self.i0_factor = self.D_factor = None
+        #: D(x) in µm²/s as a callable of the UFL x (:meth:`set_diffusivity`); None: the constant D
+        self.D_of_x = None
 
         self.dx = ufl.Measure("dx", domain=mesh)
         self.ds = ufl.Measure(
@@ -137,15 +141,29 @@ class Electrochemistry:
 
     # -- laws in UFL ----------------------------------------------------------------------------
     def ocp(self, x):
-        """U(x) in V."""
-        return mat.ocp_V(x, xp=ufl, model=self.ec.ocp)
+        """U(x) in V (+ the grain's OCP shift, if set)."""
+        u = mat.ocp_V(x, xp=ufl, model=self.ec.ocp)
+        return u if self.ocp_shift is None else u + self.ocp_shift
 
     def i0(self, x):
-        """Regularised exchange current density in A/m^2."""
+        """Regularised exchange current density in A/m^2 (x the grain's factor, if set)."""
         e = self.ec
-        return mat.exchange_current_A_m2(
+        i0 = mat.exchange_current_A_m2(
             x, e.c_max_mol_m3, e.c_e_mol_m3, e.m_ref_A_m2p5_mol1p5, e.i0_regularisation_x, xp=ufl
         )
+        return i0 if self.i0_factor is None else i0 * self.i0_factor
+
+    def set_diffusivity(self, D_of_x) -> None:
+        """A concentration-dependent D: ``D_of_x(x)`` a UFL expression in µm²/s, replacing the
+        constant ``ec.D_m2_s`` (docs/model.md section 3.10). Call before :meth:`residuals`."""
+        self.D_of_x = D_of_x
+
+    def set_grain_data(self, ocp_shift=None, i0_factor=None, D_factor=None) -> None:
+        """Per-grain OCP shift (V), i0 and D factors as DG0 fields on the particle mesh (None:
+        none), for grain-to-grain heterogeneity (docs/model.md section 3.10). Call before
+        :meth:`residuals`."""
+        self.ocp_shift, self.i0_factor, self.D_factor = ocp_shift, i0_factor, D_factor
+        self._f_current = fem.form(self.i_n(self.x, self.V) * self.ds)
 
     def i_n(self, x, V):
         """Butler-Volmer normal current density in A/m^2 (> 0 removes Li)."""
@@ -169,7 +187,9 @@ class Electrochemistry:
         r = ufl.TestFunction(self.R)
         j = self.flux(x, V)
         F_x = (self.a0 * x + self.a1 * self.x_n + self.a2 * self.x_nn) * q * self.dx
-        F_x += self.dt * self.D * ufl.inner(ufl.grad(x), ufl.grad(q)) * self.dx
+        D = self.D if self.D_of_x is None else self.D_of_x(x)
+        D = D if self.D_factor is None else D * self.D_factor
+        F_x += self.dt * D * ufl.inner(ufl.grad(x), ufl.grad(q)) * self.dx
         F_x += self.dt * j * q * self.ds
         if x_coupling is not None:
             F_x += self.dt * x_coupling(q)

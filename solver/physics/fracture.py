@@ -106,6 +106,7 @@ class HistoryField:
             submesh.basix_cell(), value_shape=(), scheme="default", degree=degree
         )
         self.Q = fem.functionspace(submesh, el)
+        self.degree = degree
         self.H = fem.Function(self.Q, name="H")
         self.points = self.Q.element.interpolation_points
         tdim = submesh.topology.dim
@@ -113,6 +114,11 @@ class HistoryField:
         self.cells = np.arange(imap.size_local + imap.num_ghosts, dtype=np.int32)
         self._expr: fem.Expression | None = None
         self._src = None
+        #: driving-force diagnostics of the last :meth:`update` (:meth:`growth_stats`)
+        self.growth: dict[str, float | None] = {"above_fraction": None, "ratio_max": None}
+        self._above: fem.Function | None = None
+        self._above_form = None
+        self._volume: float | None = None
 
     def expression(self, psi_plus, entity_maps=None) -> fem.Expression:
         """Compile psi+ at the quadrature points (cached for the same UFL object)."""
@@ -131,9 +137,41 @@ class HistoryField:
         out[self.Q.dofmap.list[self.cells]] = vals.reshape(len(self.cells), -1)
         return out
 
+    def growth_stats(self, vals: np.ndarray) -> dict[str, float | None]:
+        """Where psi+ exceeds the history H (before H is raised to it), i.e. where the phase
+        field can grow at all (collective).
+
+        Args:
+            vals: psi+ (GPa) at the quadrature points, laid out like ``H.x.array``.
+
+        Returns:
+            ``above_fraction``: particle volume where psi+ > H over the particle volume, integrated
+            with H's quadrature rule; ``ratio_max``: max psi+/H over the points with H > 0
+            (None while H = 0 everywhere).
+        """
+        comm = self.mesh.comm
+        if self._above is None:
+            self._above = fem.Function(self.Q, name="psi_plus_above_H")
+            dxq = ufl.dx(domain=self.mesh, metadata={"quadrature_degree": self.degree})
+            self._above_form = fem.form(self._above * dxq)
+            one = fem.form(fem.Constant(self.mesh, np.float64(1.0)) * dxq)
+            self._volume = comm.allreduce(fem.assemble_scalar(one), op=MPI.SUM)
+        H = self.H.x.array
+        self._above.x.array[:] = (vals > H).astype(np.float64)
+        above = comm.allreduce(fem.assemble_scalar(self._above_form), op=MPI.SUM)
+        pos = H > 0.0
+        loc = float((vals[pos] / H[pos]).max()) if pos.any() else -np.inf
+        ratio = comm.allreduce(loc, op=MPI.MAX)
+        return {
+            "above_fraction": above / self._volume,
+            "ratio_max": ratio if np.isfinite(ratio) else None,
+        }
+
     def update(self, psi_plus, entity_maps=None) -> float:
-        """H <- max(H, psi+); returns the global max of H."""
+        """H <- max(H, psi+); returns the global max of H. :attr:`growth` gets the
+        :meth:`growth_stats` of psi+ against the H before the update."""
         vals = self.evaluate(psi_plus, entity_maps)
+        self.growth = self.growth_stats(vals)
         np.maximum(self.H.x.array, vals, out=self.H.x.array)
         hmax = float(self.H.x.array.max()) if len(self.H.x.array) else 0.0
         return self.mesh.comm.allreduce(hmax, op=MPI.MAX)

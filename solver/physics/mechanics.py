@@ -495,6 +495,9 @@ class MechanicsModel:
     x0: float
     split: str = "hybrid"
     k_residual: float = 1e-7
+    #: a scalar UFL field on the particle multiplying the eigenstrain (None: 1), e.g. the
+    #: grain-boundary weight of polycrack.physics.mechanisms (set by :func:`build_blocks`)
+    eigenstrain_weight: Any = None
 
     @classmethod
     def from_params(cls, params, lattice_table_path, split: str | None = None) -> MechanicsModel:
@@ -511,8 +514,11 @@ class MechanicsModel:
         )
 
     def elastic_strain(self, u, x, n):
-        """eps(u) - eps*(x, n) in a grain."""
-        return strain(u) - eigenstrain(x, n, self.law, self.x0, u.ufl_shape[0])
+        """eps(u) - w eps*(x, n) in a grain (w = :attr:`eigenstrain_weight`, default 1)."""
+        es = eigenstrain(x, n, self.law, self.x0, u.ufl_shape[0])
+        if self.eigenstrain_weight is not None:
+            es = self.eigenstrain_weight * es
+        return strain(u) - es
 
     def particle_stress(self, u, x, n, phi=None):
         """Stress in the grains (GPa)."""
@@ -676,6 +682,8 @@ def build_blocks(
     gamma: fem.Function | None = None,
     gamma_prefix: str = "gamma_",
     relaxation: tuple[float, Any] | None = None,
+    gb_eigenstrain: bool = False,
+    toughness_factor: Any = None,
 ) -> MechanicsFractureBlocks:
     """Build u, phi, residuals, BCs, gamma, Gc(gamma) and the history field.
 
@@ -684,10 +692,21 @@ def build_blocks(
     e.g. :func:`solver.fracture.fracture_constants`; gamma is solved here unless given.
     ``relaxation = (tau_s, dt)``: a viscous phase field with relaxation time tau (s) and the step
     dt (s, a Constant on the submesh); ``phi_n`` must then be set to phi after every accepted step.
+    ``gb_eigenstrain``: scale the eigenstrain by 1 - h(gamma) (``model.eigenstrain_weight``; needs
+    ``fracture``); ``toughness_factor``: a scalar UFL field on the submesh multiplying Gc(gamma),
+    e.g. Gc(x)/Gc(x0) (polycrack.physics.mechanisms, docs/model.md section 3.10).
     """
     from .fracture import HistoryField, phase_field_residual, solve_gamma, toughness
 
     sm = dom.submesh
+    if gb_eigenstrain:
+        from .mechanisms import gb_eigenstrain_weight
+
+        if fracture is None:
+            raise ValueError("the grain-boundary eigenstrain weight needs the fracture model")
+        if gamma is None:
+            gamma = solve_gamma(sm, dom.gb_facets(), fracture["l_gamma"], prefix=gamma_prefix)
+        model.eigenstrain_weight = gb_eigenstrain_weight(gamma)
     n = dom.axis_field()
     V = make_displacement_space(dom, degree)
     u = fem.Function(V, name="u")
@@ -702,6 +721,8 @@ def build_blocks(
         gamma = solve_gamma(sm, dom.gb_facets(), fracture["l_gamma"], prefix=gamma_prefix)
     history = HistoryField(sm, degree=2)
     Gc = toughness(gamma, fracture["Gc_bulk"], fracture["Gc_gb"])
+    if toughness_factor is not None:
+        Gc = Gc * toughness_factor
     drive = ufl.max_value(history.H, psi_plus)
     dxq = ufl.dx(domain=sm, metadata={"quadrature_degree": 2})
     phi_n, viscous = None, None

@@ -33,9 +33,12 @@ from ..config import ResolvedCase
 from ..meshing.tags import INTERFACE
 from ..numerics.nonlinear import BlockNewton, NewtonResult
 from ..numerics.stepping import AdaptiveBDF
+from ..physics import mechanisms as mech
 from ..physics.electrochem import Electrochemistry
 from ..physics.fracture import fracture_constants
+from ..physics.materials import LatticeStrains
 from ..physics.mechanics import MechanicsModel, ParticleDomain, build_blocks, principal_values
+from ..post.drive import DriveDiagnostics
 from ..post.metrics import RADIAL_SHELLS, DamageMetrics, principal_stress_field
 from .base import Problem
 from .electrochemistry import x_tolerance
@@ -138,6 +141,8 @@ class CoupledProblem(Problem):
             degree=phys.displacement_degree,
             outer_boundary=phys.outer_boundary,
             relaxation=(phys.phase_field_relaxation_s, self.ec.dt),
+            gb_eigenstrain=phys.mechanisms.gb_eigenstrain_weight,
+            toughness_factor=self._toughness_factor(),
         )
         b = self.blocks
         fields = [self.ec.x, self.ec.V, b.u] + ([b.phi] if self.fracture else [])
@@ -190,17 +195,56 @@ class CoupledProblem(Problem):
         self._sigma = self.model.particle_stress(b.u, self.x_field, b.n, b.phi)
         self._s1 = None  # (function, expression, cells), compiled on first use
         self._last: dict = {}  # metrics of the last accepted state (observables -> radial_row)
+        #: driving-force diagnostics (timeseries.csv columns of post/drive.py)
+        self.drive = DriveDiagnostics(
+            dom,
+            self.model,
+            b.u,
+            LatticeStrains.from_params(p, rc.lattice_table_path),
+            p.electrochemistry.x0,
+        )
         self.phi_committed = None
         if self.fracture:
             self.commit_phi()
 
     # -- the parts a quasi-static problem replaces ------------------------------------------------
     def _electrochemistry(self):
-        """The (x, V) block: Li transport on the particle mesh."""
+        """The (x, V) block: Li transport on the particle mesh, with D(x) of
+        ``physics.mechanisms.diffusivity_of_x`` and the per-grain OCP shift, i0 and D factors of
+        ``physics.mechanisms.grain_heterogeneity`` when they are on."""
         dom = self.dom
-        return Electrochemistry(
+        ec = Electrochemistry(
             dom.submesh, dom.sub_facet_tags, INTERFACE, self.rc.params.electrochemistry
         )
+        mechs = self.rc.case.physics.mechanisms
+        if mechs.diffusivity_of_x == "oregan2022":
+            T_K = self.rc.params.electrochemistry.T_K
+            ec.set_diffusivity(
+                lambda x: units.diffusivity(1.0) * mech.diffusivity_oregan2022_m2_s(x, T_K, xp=ufl)
+            )
+        het = mechs.grain_heterogeneity
+        if het.enabled:
+            self.grains = mech.GrainData(dom)
+            d = mech.grain_draws(
+                self.grains.n_grains, het.seed, het.ocp_shift_std_V, het.i0_log_std, het.D_log_std
+            )
+            self.grain_values = d
+            f = self.grains.field
+            ec.set_grain_data(
+                f(d["ocp_shift_V"], "ocp_shift") if het.ocp_shift_std_V > 0 else None,
+                f(d["i0_factor"], "i0_factor") if het.i0_log_std > 0 else None,
+                f(d["D_factor"], "D_factor") if het.D_log_std > 0 else None,
+            )
+        return ec
+
+    def _toughness_factor(self):
+        """Gc(x)/Gc(x0) of ``physics.mechanisms.toughness_of_x`` as UFL (None when off), of the
+        Li fraction the mechanics sees (per grain in quasi-static mode with an OCP shift)."""
+        law = self.rc.case.physics.mechanisms.toughness_of_x
+        if law == "none" or not self.rc.case.physics.fracture:
+            return None
+        x = getattr(self.model.law, "x_grain", self.x_field)
+        return mech.toughness_factor(x, self.rc.params.electrochemistry.x0, law, xp=ufl)
 
     def _li_field(self) -> fem.Function:
         """The Li fraction of the mechanics: the transport unknown x itself."""
@@ -433,6 +477,7 @@ class CoupledProblem(Problem):
         """Update H <- max(H, ψ+) after a converged, accepted step; returns max H (GPa)."""
         self.last_step_jump, self._jump, self._dphi_rejected = self._jump, False, None
         self.stats["dphi_jumps_accepted"] += int(self.last_step_jump)
+        self.drive.accept(self.ec.x_avg())
         if not self.fracture:
             return 0.0
         self.commit_phi()
@@ -518,6 +563,7 @@ class CoupledProblem(Problem):
             "crack_area_gb_share": obs.get("crack_area_gb_share"),
             "phi_max": obs.get("phi_max", 0.0),
             "sigma1_max_Pa": obs["sigma1_max_Pa"],
+            **self.drive.row(self.blocks.history.growth if self.fracture else None),
         }
 
     def radial_row(self) -> list[float]:
@@ -570,11 +616,13 @@ class CoupledProblem(Problem):
     def state_dict(self) -> tuple[dict[str, fem.Function], dict]:
         """The history field H and the solver bookkeeping (statistics, fallback state)."""
         fields = {"H": self.blocks.history.H} if self.fracture else {}
-        return fields, {"coupled_stats": dict(self.stats), **self.fallback_state()}
+        state = {"coupled_stats": dict(self.stats), **self.fallback_state()}
+        return fields, state | {"delta_eps_prime_absmax": self.drive.absmax}
 
     def load_state_dict(self, state: dict) -> None:
         self.stats.update(state["coupled_stats"])
         self.set_fallback_state(state)
+        self.drive.absmax = float(state.get("delta_eps_prime_absmax", 0.0))
         if self.fracture:
             self.commit_phi()
 

@@ -27,6 +27,7 @@ from mpi4py import MPI
 
 from ..meshing.tags import INTERFACE
 from ..numerics.nonlinear import NewtonResult
+from ..physics import mechanisms as mech
 from ..physics.mechanics import (
     MechanicsModel,
     ParticleDomain,
@@ -66,6 +67,7 @@ class QuasiStaticFracture:
     phi_n <= phi <= 1 (PETSc vinewtonrsls): strict irreversibility and no P1 overshoot above 1.
     ``bcs_factory(V) -> list[DirichletBC]`` replaces the outer-boundary conditions (e.g. for a bar
     test); ``gamma`` may be given, otherwise it is solved from the GB facets.
+    ``toughness_of_x(x) -> UFL``: a factor on Gc of the Li field x (polycrack.physics.mechanisms).
     """
 
     def __init__(
@@ -82,6 +84,7 @@ class QuasiStaticFracture:
         max_iter: int = 300,
         prefix: str = "qs",
         phi_bounds: bool = False,
+        toughness_of_x: Callable | None = None,
     ):
         self.dom, self.model, self.frac = dom, model, frac
         self.tol, self.max_iter, self.scheme = tol, max_iter, scheme
@@ -108,6 +111,7 @@ class QuasiStaticFracture:
             bcs_factory,
             gamma,
             gamma_prefix=f"{prefix}gamma_",
+            toughness_factor=None if toughness_of_x is None else toughness_of_x(self.x),
         )
         self.V, self.u, self.n, self.bcs = b.V, b.u, b.n, b.bcs
         self.F_u, self.F_phi, self.psi_plus = b.F_u, b.F_phi, b.psi_plus
@@ -317,8 +321,25 @@ class QuasiStaticProblem(CoupledProblem):
         return self.ec.x_field
 
     def _mechanics_model(self) -> MechanicsModel:
+        """The strains of the uniform x as two Constants, or with a per-grain OCP shift
+        (``physics.mechanisms.grain_heterogeneity.ocp_shift_std_V``) those of each grain's x,
+        U(x_g) + ΔU_g = the common Li potential, as two DG0 fields."""
         model = super()._mechanics_model()
-        model.law = UniformStrainLaw(model.law, self.dom.submesh, self.ec.x_value)
+        het = self.rc.case.physics.mechanisms.grain_heterogeneity
+        if het.ocp_shift_std_V > 0.0:
+            self.grains = mech.GrainData(self.dom)
+            self.grain_values = mech.grain_draws(
+                self.grains.n_grains, het.seed, het.ocp_shift_std_V, 0.0, 0.0
+            )
+            model.law = mech.GrainStrainLaw(
+                model.law,
+                self.grains,
+                self.grain_values["ocp_shift_V"],
+                self.rc.params.electrochemistry.ocp,
+                self.ec.x_value,
+            )
+        else:
+            model.law = UniformStrainLaw(model.law, self.dom.submesh, self.ec.x_value)
         return model
 
     def _monolithic_blocks(self) -> tuple[list, list, list[str], list[list[int]]]:

@@ -51,6 +51,12 @@ TIMESERIES_COLUMNS = (
     "step_type",
     "bdf_order",
     "error_estimate",
+    # driving-force diagnostics (polycrack.post.drive)
+    "delta_eps_prime",
+    "delta_eps_prime_absmax",
+    "psi_plus_above_H_fraction",
+    "psi_plus_over_H_max",
+    "binder_pressure_mean_Pa",
 )
 
 

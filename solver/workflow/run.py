@@ -36,6 +36,7 @@ from ..errors import InputError, SolverFailure
 from ..physics import materials as mat
 from ..physics.fracture import fracture_summary
 from ..physics.mechanics import ParticleDomain
+from ..physics.mechanisms import labels as mechanism_labels
 from ..problems.base import Problem
 from ..problems.coupled import CoupledProblem
 from ..problems.electrochemistry import ElectrochemProblem
@@ -356,6 +357,8 @@ class Run:
             record["restarts"] = prev["restarts"]
         if rc.case.physics.mechanics and rc.case.physics.fracture:
             record["fracture_summary"] = fracture_summary(rc.params)
+        if rc.case.physics.mechanics:
+            record["mechanisms"] = mechanism_labels(rc.case.physics.mechanisms)
         res = resolution(rc)
         if res is not None:
             record["resolution"] = res
