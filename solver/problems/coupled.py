@@ -295,6 +295,7 @@ class CoupledProblem(Problem):
             groups=self._groups,
             petsc_options=cfg.petsc_options,
             split_names=self._split_names[: len(self._F)],
+            reuse_preconditioner=cfg.preconditioner_reuse,
         )
 
     def _monolithic_solver(self) -> BlockNewton:
@@ -411,10 +412,16 @@ class CoupledProblem(Problem):
             self.failures_in_a_row, self._just_back = FALLBACK_AFTER, False
         if self.failures_in_a_row >= FALLBACK_AFTER:
             self.failures_in_a_row = 0
+            self._rebuild_monolithic("fallback")  # the state moves on without it
             res = self.solve_staggered()
             if res.converged:
                 self.staggered_left = self.fallback_steps - 1  # >= FALLBACK_STEPS - 1 > 0
         return res
+
+    def _rebuild_monolithic(self, reason: str) -> None:
+        """A fresh preconditioner for the monolithic solver's next linear solve (if it exists)."""
+        if self.newton is not None:
+            self.newton.rebuild_preconditioner(reason)
 
     def fallback_state(self) -> dict:
         """The staggered-fallback bookkeeping (goes into checkpoints)."""
@@ -546,6 +553,7 @@ class CoupledProblem(Problem):
             limiters=[self.dphi_limiter(cfg.max_dphi_per_step)],
         )
         st.on_reject = on_reject
+        st.after_reject = lambda kind: self._rebuild_monolithic(f"rejected_{kind}")
         return st
 
     def set_interrupt(self, should_stop: Callable[[], bool]) -> None:
@@ -611,7 +619,11 @@ class CoupledProblem(Problem):
         return out
 
     def solver_info(self) -> dict:
-        return dict(self.stats)
+        info = dict(self.stats)
+        pc = self.newton.preconditioner_stats() if self.newton is not None else None
+        if pc is not None:
+            info["preconditioner"] = pc
+        return info
 
     def state_dict(self) -> tuple[dict[str, fem.Function], dict]:
         """The history field H and the solver bookkeeping (statistics, fallback state)."""
