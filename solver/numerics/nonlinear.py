@@ -597,6 +597,24 @@ class BlockNewton:
             self.snes.setFromOptions()
             del opts[key]
 
+    def set_up_at_current(self) -> None:
+        """Assemble the Jacobian at the current ``u`` and set the preconditioner up on it.
+
+        What the first iteration of a solve with a fresh Jacobian does, without solving: a
+        solver that lags its Jacobian (``snes_lag_jacobian -1``) goes on with this one. Used to
+        rebuild, after a restart, the factorisation a chord Newton kept (:class:`ReusedLU` in
+        polycrack.problems.electrochemistry): with lags -2 (build once) SNES assembles here and
+        keeps this Jacobian and preconditioner from then on. Collective.
+        """
+        p = self.problem
+        fem_petsc.assign(self.u, p.x)
+        _ghost_update(p.x, PETSc.InsertMode.INSERT, PETSc.ScatterMode.FORWARD)
+        P = p.P_mat if p.P_mat is not None else p.A
+        self.snes.computeJacobian(p.x, p.A, P)
+        ksp = self.snes.getKSP()
+        ksp.setOperators(p.A, P)
+        ksp.setUp()
+
     def preconditioner_stats(self) -> dict | None:
         """Set-ups, reuses and rebuild reasons of the kept preconditioner (run.json), or None
         when nothing is kept (``mumps``, ``iterative``, ``fieldsplit`` without reuse)."""
