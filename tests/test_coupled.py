@@ -424,3 +424,26 @@ def test_crack_area_columns_match_a_numpy_evaluation(mpi_tmp_path):
     for name, s in zip(names, shells, strict=True):
         assert abs(rd[name][-1] - s) <= 1e-10 * area, name
     assert abs(sum(rd[c][-1] for c in names) / area - 1) <= 1e-10
+
+
+def test_fieldsplit_preconditioner_reuse_same_run_fewer_setups(mpi_tmp_path):
+    """solver.preconditioner_reuse: ``steps`` keeps the GAMG set-ups across Newton iterations
+    and steps: the same accepted steps and values as ``off`` (a set-up every iteration) to the
+    Newton tolerance, far fewer set-ups than linear solves, counted in run.json."""
+    comm = MPI.COMM_WORLD
+    recs, tables = {}, {}
+    for mode in ("off", "steps"):
+        solver = CASE["solver"] | {"linear": "fieldsplit", "preconditioner_reuse": mode}
+        out = mpi_tmp_path / mode
+        recs[mode] = _run(out, comm, CASE | {"solver": solver}, stop_after_steps=6)
+        tables[mode] = read_table(out / "timeseries.csv")
+    off, on = recs["off"]["solver"], recs["steps"]["solver"]
+    assert "preconditioner" not in off
+    pc = on["preconditioner"]
+    assert pc["reuse"] == "steps" and pc["rebuilds"]["first"] == 1
+    assert pc["setups"] + pc["reuses"] >= on["newton_iterations"]  # retries add solves
+    assert pc["setups"] <= on["newton_iterations"] // 3, pc
+    a, b = tables["off"], tables["steps"]
+    np.testing.assert_array_equal(a["step"], b["step"])
+    for col in ("time_s", "voltage_V", "x_avg"):
+        assert _max_rel(a, b, col) <= 1e-7, col
