@@ -60,11 +60,18 @@ def _max_rel(a, b, col):
     return float(np.max(np.abs(x - y) / np.maximum(np.abs(x), 1e-300)))
 
 
-@pytest.mark.parametrize("relaxation", [0.0, 60.0])
-def test_restart_reproduces_uninterrupted_run(mpi_tmp_path, relaxation):
-    """Also with a viscous phase field (its φ_n must come back from the checkpoint)."""
+@pytest.mark.parametrize(
+    "relaxation,linear", [(0.0, "mumps"), (60.0, "mumps"), (0.0, "fieldsplit")]
+)
+def test_restart_reproduces_uninterrupted_run(mpi_tmp_path, relaxation, linear):
+    """Also with a viscous phase field (its φ_n must come back from the checkpoint), and with
+    fieldsplit preconditioners kept across steps (not in the checkpoint: within the Newton
+    tolerance, the same steps)."""
     comm = MPI.COMM_WORLD
-    case = CASE | {"physics": {"phase_field_relaxation_s": relaxation}}
+    case = CASE | {
+        "physics": {"phase_field_relaxation_s": relaxation},
+        "solver": CASE["solver"] | {"linear": linear, "preconditioner_reuse": "steps"},
+    }
     full = _run(mpi_tmp_path / "full", comm, case)
     assert full["status"] == "finished"
     assert full["protocol"][0]["end_reason"] == "voltage"
@@ -81,8 +88,10 @@ def test_restart_reproduces_uninterrupted_run(mpi_tmp_path, relaxation):
     b = read_table(mpi_tmp_path / "part" / "timeseries.csv")
     assert len(a["step"]) == len(b["step"]) > 7
     np.testing.assert_array_equal(a["step"], b["step"])
-    for col in COLUMNS:  # tolerance of the issue: 1e-8 relative
-        assert _max_rel(a, b, col) <= 1e-8, col
+    # tolerance of the issue: 1e-8 relative (fieldsplit with preconditioners kept across
+    # steps: the restart sets them up afresh, the run had older ones; 1.5e-12 measured)
+    for col in COLUMNS:
+        assert _max_rel(a, b, col) <= 1e-8, (col, _max_rel(a, b, col))
     assert np.nanmax(a["damage_fraction"]) > 0  # the run does crack
     rd = read_table(mpi_tmp_path / "part" / "radial_damage.csv")
     assert len(rd["step"]) == len(b["step"])
