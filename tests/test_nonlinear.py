@@ -282,14 +282,16 @@ def test_kept_preconditioner_rebuilt_on_krylov_growth(monkeypatch):
 
 
 def test_stale_preconditioner_linear_failure_is_retried_fresh(monkeypatch):
-    """A linear solve that fails on a kept preconditioner is not a Newton failure: the solve is
-    repeated at once with a fresh set-up (reason linear_failure)."""
+    """A linear solve that fails on a kept preconditioner is not a Newton failure: Newton goes
+    on and the next linear solve has a fresh set-up (reason linear_failure); a linear failure
+    with a fresh set-up still fails the Newton solve."""
     newton, fields = _system("fieldsplit", reuse_preconditioner="steps")
     assert newton.solve().converged
     ksp = newton.snes.getKSP()
     rtol, atol, dtol, max_it = ksp.getTolerances()
     post = newton.pc_life._post_solve
     calls = []
+    n0 = sum(newton.preconditioner_stats()[k] for k in ("setups", "reuses"))
 
     key = newton.prefix + "ksp_max_it"  # read again at every Newton iteration
     db = PETSc.Options()
@@ -307,3 +309,12 @@ def test_stale_preconditioner_linear_failure_is_retried_fresh(monkeypatch):
     assert calls[0] < 0 and res.converged, (calls, res)
     st = newton.preconditioner_stats()
     assert st["rebuilds"].get("linear_failure") == 1, st
+    assert st["setups"] + st["reuses"] - n0 == res.iterations  # one Newton solve, no retry
+    db[key] = 3  # now every solve gets 3 iterations: the fresh one fails too, and so does Newton
+    ksp.setPostSolve(post)
+    newton.rebuild_preconditioner("test")
+    for f in fields:
+        f.x.array[:] *= 0.5
+    res = newton.solve()
+    db[key] = max_it
+    assert not res.converged and res.reason == -3, res

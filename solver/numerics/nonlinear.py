@@ -187,13 +187,18 @@ class PreconditionerLifeCycle:
     Krylov count; a later one that needs more than ``growth`` times it (and at least
     ``min_extra`` more), or fails, asks for a set-up at the next linear solve. Others ask with
     :meth:`request` (a failed Newton solve, a rejected step, a fallback, a new step attempt in
-    mode ``newton``). Counts: ``setups``, ``reuses`` (linear solves on a kept preconditioner),
+    mode ``newton``). A linear solve that fails on a kept preconditioner does not fail the
+    Newton solve: SNES goes on with its (inexact) direction, one more linear failure allowed,
+    and the next iteration has a fresh set-up (the demo's damage onset: GMRES ran out of its
+    100 iterations on a kept preconditioner and the step was rejected). Counts: ``setups``, ``reuses`` (linear solves on a kept preconditioner),
     ``rebuilds`` (set-ups by reason; ``first`` is the initial one). Deterministic: the decisions
     depend on iteration counts only.
     """
 
-    def __init__(self, ksp: PETSc.KSP, growth: float, min_extra: int):
-        self.ksp, self.growth, self.min_extra = ksp, growth, min_extra
+    def __init__(self, snes: PETSc.SNES, growth: float, min_extra: int):
+        self.snes, self.ksp = snes, snes.getKSP()
+        self.growth, self.min_extra = growth, min_extra
+        ksp = self.ksp
         self.setups = 0
         self.reuses = 0
         self.rebuilds: dict[str, int] = {}
@@ -225,9 +230,10 @@ class PreconditionerLifeCycle:
             return
         self.reuses += 1
         base = self.base or 0
-        if failed:
+        if failed:  # not the Newton solve's failure: go on, with a fresh set-up next
             self.stale_failure = True
             self.request("linear_failure")
+            self.snes.setMaxLinearSolveFailures(self.snes.getMaxLinearSolveFailures() + 1)
         elif its > max(self.growth * base, base + self.min_extra):
             self.request("krylov_growth")
 
@@ -541,7 +547,7 @@ class BlockNewton:
         self.pc_life: PreconditionerLifeCycle | None = None
         if self.reuse_preconditioner != "off":
             self.pc_life = PreconditionerLifeCycle(
-                self.snes.getKSP(), PC_REBUILD_GROWTH, PC_REBUILD_MIN_EXTRA
+                self.snes, PC_REBUILD_GROWTH, PC_REBUILD_MIN_EXTRA
             )
         #: lagged LU: fresh factorisations by reason
         self.lu_rebuilds: dict[str, int] = {}
@@ -629,13 +635,15 @@ class BlockNewton:
 
         With ``mumps_lagged`` a failure with a kept (stale) factorisation is retried once at
         once with a fresh one, so only genuine Newton failures reach the step-size control; the
-        same for ``fieldsplit`` with a kept preconditioner when a linear solve on it failed.
+        same for ``fieldsplit`` with kept preconditioners when a Newton solve that went on
+        after a linear failure on a kept one fails.
         """
         life = self.pc_life
         if life is not None:
             if self.reuse_preconditioner == "newton":
                 life.request("step")
             life.stale_failure = False
+            self.snes.setMaxLinearSolveFailures(1)  # fresh set-ups: a linear failure is final
         res = self._solve_once()
         if life is not None:
             if res.converged or not life.stale_failure:
