@@ -456,3 +456,18 @@ def test_fieldsplit_preconditioner_reuse_same_run_fewer_setups(mpi_tmp_path):
     np.testing.assert_array_equal(a["step"], b["step"])
     for col in ("time_s", "voltage_V", "x_avg"):
         assert _max_rel(a, b, col) <= 1e-7, col
+
+
+def test_preconditioner_counts_survive_a_closed_solver():
+    """The counts of a monolithic solver closed at a staggered fallback are added to those of
+    the one built after it (run.json keeps the whole run's set-ups)."""
+    from polycrack.problems.coupled import _add_counts
+
+    a = {"reuse": "steps", "setups": 3, "reuses": 10, "rebuilds": {"first": 1, "fallback": 2}}
+    b = {"reuse": "steps", "setups": 2, "reuses": 5, "rebuilds": {"first": 1, "krylov_growth": 1}}
+    s = _add_counts(a, b)
+    assert (s["setups"], s["reuses"]) == (5, 15)
+    assert s["rebuilds"] == {"fallback": 2, "first": 2, "krylov_growth": 1}
+    assert (
+        _add_counts(None, b) is b and _add_counts(a, None) is a and _add_counts(None, None) is None
+    )

@@ -9,7 +9,9 @@
 - ``fieldsplit``: GMRES (right-preconditioned) with a multiplicative block preconditioner, one
   split per field: the displacement gets GAMG with the rigid-body near-nullspace (block size 3),
   scalar fields GAMG, the one-DOF voltage block its exact inverse (Jacobi on a 1x1 block). The dense coupling of V
-  to the surface Li content (a rank-one border) is left to the Krylov method;
+  to the surface Li content (a rank-one border) is left to the Krylov method. The splits'
+  preconditioners can be kept across Newton iterations and time steps
+  (``reuse_preconditioner``, :class:`PreconditionerLifeCycle`);
 - ``iterative`` (one field only; the staggered sub-solves of large problems): GMRES + GAMG on
   the field's AIJ matrix, with the rigid-body near-nullspace for a ``"vector"`` field.
 

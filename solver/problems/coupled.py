@@ -91,6 +91,21 @@ def auto_linear(unknowns: int) -> str:
     return "mumps" if unknowns <= AUTO_MUMPS_MAX_UNKNOWNS else "fieldsplit"
 
 
+def _add_counts(a: dict | None, b: dict | None) -> dict | None:
+    """Two :meth:`BlockNewton.preconditioner_stats` summed (counts and reasons)."""
+    if a is None or b is None:
+        return b if a is None else a
+    out = dict(b)
+    for k in ("setups", "reuses"):
+        if k in a:
+            out[k] = a[k] + b.get(k, 0)
+    reasons = dict(b.get("rebuilds", {}))
+    for r, n in a.get("rebuilds", {}).items():
+        reasons[r] = reasons.get(r, 0) + n
+    out["rebuilds"] = dict(sorted(reasons.items()))
+    return out
+
+
 def _close(*solvers: BlockNewton | None) -> None:
     """Close the given solvers (collective), skipping None."""
     for n in solvers:
@@ -164,6 +179,7 @@ class CoupledProblem(Problem):
             )
         self.release_idle = self.unknowns > AUTO_MUMPS_MAX_UNKNOWNS
         self.newton = None  # the monolithic solver, built on first use
+        self._pc_closed: dict | None = None  # preconditioner counts of closed monolithic solvers
         if self.linear != "staggered":
             self.newton = self._monolithic(self.linear)
         self._staggered = None  # built on first use
@@ -309,6 +325,7 @@ class CoupledProblem(Problem):
 
     def _staggered_solvers(self):
         if self.release_idle and self.newton is not None:
+            self._pc_closed = _add_counts(self._pc_closed, self.newton.preconditioner_stats())
             self.newton.close()  # collective, as every switch (all ranks fail or succeed alike)
             self.newton = None
         if self._staggered is None:
@@ -621,6 +638,7 @@ class CoupledProblem(Problem):
     def solver_info(self) -> dict:
         info = dict(self.stats)
         pc = self.newton.preconditioner_stats() if self.newton is not None else None
+        pc = _add_counts(self._pc_closed, pc)  # with those of solvers closed at a fallback
         if pc is not None:
             info["preconditioner"] = pc
         return info
