@@ -522,6 +522,7 @@ class SolverConfig(StrictModel):
     def _reuse_off(cls, v):
         """YAML reads an unquoted ``off`` as false."""
         return "off" if v is False else v
+
     #: extra PETSc options of the coupled Newton solver, relative to its prefix and without the
     #: dash, e.g. ``{fieldsplit_f2_pc_gamg_agg_nsmooths: 0}`` (fieldsplit fields: f0 x, f1 V,
     #: f2 u, f3 φ; quasi-static mode has f2 and f3 only) or ``{ksp_max_it: 200}``; applied after
