@@ -510,6 +510,19 @@ class SolverConfig(StrictModel):
     max_dphi_per_step: Annotated[float, Field(gt=0.0, le=1.0)] = 0.2
     max_retries: Annotated[int, Field(ge=0, le=50)] = 8
     event_voltage_tol_V: Positive = 1e-4
+    #: life of the ``fieldsplit`` split preconditioners (GAMG set-ups): ``off`` = a set-up at
+    #: every Newton iteration; ``newton`` = kept over the Newton iterations of a step attempt;
+    #: ``steps`` = kept across steps too. A kept one is set up again when the Krylov count grows
+    #: by half, after a failed or rejected attempt and after a staggered fallback
+    #: (polycrack.numerics.nonlinear.PreconditionerLifeCycle; benchmarks/README.md)
+    preconditioner_reuse: Literal["off", "newton", "steps"] = "steps"
+
+    @field_validator("preconditioner_reuse", mode="before")
+    @classmethod
+    def _reuse_off(cls, v):
+        """YAML reads an unquoted ``off`` as false."""
+        return "off" if v is False else v
+
     #: extra PETSc options of the coupled Newton solver, relative to its prefix and without the
     #: dash, e.g. ``{fieldsplit_f2_pc_gamg_agg_nsmooths: 0}`` (fieldsplit fields: f0 x, f1 V,
     #: f2 u, f3 φ; quasi-static mode has f2 and f3 only) or ``{ksp_max_it: 200}``; applied after

@@ -284,3 +284,15 @@ def test_resolved_case_round_trips_to_json():
     d = json.loads(json.dumps(rc.to_dict()))
     assert Case.model_validate(d["case"]) == rc.case
     assert d["sources"]["fracture.Gc_GB_J_m2"].startswith("[I]")
+
+
+def test_preconditioner_reuse_off_unquoted(tmp_path):
+    """``--set solver.preconditioner_reuse=off`` (YAML reads off as false) means ``off``;
+    other values are refused naming the key."""
+    case = tmp_path / "c.yaml"
+    case.write_text(yaml.safe_dump(BASE))
+    rc = load_case(case, ["solver.preconditioner_reuse=off"])
+    assert rc.case.solver.preconditioner_reuse == "off"
+    assert load_case(case, []).case.solver.preconditioner_reuse == "steps"
+    with pytest.raises(InputError, match="preconditioner_reuse"):
+        load_case(case, ["solver.preconditioner_reuse=always"])

@@ -60,11 +60,18 @@ def _max_rel(a, b, col):
     return float(np.max(np.abs(x - y) / np.maximum(np.abs(x), 1e-300)))
 
 
-@pytest.mark.parametrize("relaxation", [0.0, 60.0])
-def test_restart_reproduces_uninterrupted_run(mpi_tmp_path, relaxation):
-    """Also with a viscous phase field (its φ_n must come back from the checkpoint)."""
+@pytest.mark.parametrize(
+    "relaxation,linear", [(0.0, "mumps"), (60.0, "mumps"), (0.0, "fieldsplit")]
+)
+def test_restart_reproduces_uninterrupted_run(mpi_tmp_path, relaxation, linear):
+    """Also with a viscous phase field (its φ_n must come back from the checkpoint), and with
+    fieldsplit preconditioners kept across steps (not in the checkpoint: within the Newton
+    tolerance, the same steps)."""
     comm = MPI.COMM_WORLD
-    case = CASE | {"physics": {"phase_field_relaxation_s": relaxation}}
+    case = CASE | {
+        "physics": {"phase_field_relaxation_s": relaxation},
+        "solver": CASE["solver"] | {"linear": linear, "preconditioner_reuse": "steps"},
+    }
     full = _run(mpi_tmp_path / "full", comm, case)
     assert full["status"] == "finished"
     assert full["protocol"][0]["end_reason"] == "voltage"
@@ -81,8 +88,10 @@ def test_restart_reproduces_uninterrupted_run(mpi_tmp_path, relaxation):
     b = read_table(mpi_tmp_path / "part" / "timeseries.csv")
     assert len(a["step"]) == len(b["step"]) > 7
     np.testing.assert_array_equal(a["step"], b["step"])
-    for col in COLUMNS:  # tolerance of the issue: 1e-8 relative
-        assert _max_rel(a, b, col) <= 1e-8, col
+    # tolerance of the issue: 1e-8 relative (fieldsplit with preconditioners kept across
+    # steps: the restart sets them up afresh, the run had older ones; 1.5e-12 measured)
+    for col in COLUMNS:
+        assert _max_rel(a, b, col) <= 1e-8, (col, _max_rel(a, b, col))
     assert np.nanmax(a["damage_fraction"]) > 0  # the run does crack
     rd = read_table(mpi_tmp_path / "part" / "radial_damage.csv")
     assert len(rd["step"]) == len(b["step"])
@@ -424,3 +433,41 @@ def test_crack_area_columns_match_a_numpy_evaluation(mpi_tmp_path):
     for name, s in zip(names, shells, strict=True):
         assert abs(rd[name][-1] - s) <= 1e-10 * area, name
     assert abs(sum(rd[c][-1] for c in names) / area - 1) <= 1e-10
+
+
+def test_fieldsplit_preconditioner_reuse_same_run_fewer_setups(mpi_tmp_path):
+    """solver.preconditioner_reuse: ``steps`` keeps the GAMG set-ups across Newton iterations
+    and steps: the same accepted steps and values as ``off`` (a set-up every iteration) to the
+    Newton tolerance, far fewer set-ups than linear solves, counted in run.json."""
+    comm = MPI.COMM_WORLD
+    recs, tables = {}, {}
+    for mode in ("off", "steps"):
+        solver = CASE["solver"] | {"linear": "fieldsplit", "preconditioner_reuse": mode}
+        out = mpi_tmp_path / mode
+        recs[mode] = _run(out, comm, CASE | {"solver": solver}, stop_after_steps=6)
+        tables[mode] = read_table(out / "timeseries.csv")
+    off, on = recs["off"]["solver"], recs["steps"]["solver"]
+    assert "preconditioner" not in off
+    pc = on["preconditioner"]
+    assert pc["reuse"] == "steps" and pc["rebuilds"]["first"] == 1
+    assert pc["setups"] + pc["reuses"] >= on["newton_iterations"]  # retries add solves
+    assert pc["setups"] <= on["newton_iterations"] // 3, pc
+    a, b = tables["off"], tables["steps"]
+    np.testing.assert_array_equal(a["step"], b["step"])
+    for col in ("time_s", "voltage_V", "x_avg"):
+        assert _max_rel(a, b, col) <= 1e-7, col
+
+
+def test_preconditioner_counts_survive_a_closed_solver():
+    """The counts of a monolithic solver closed at a staggered fallback are added to those of
+    the one built after it (run.json keeps the whole run's set-ups)."""
+    from polycrack.problems.coupled import _add_counts
+
+    a = {"reuse": "steps", "setups": 3, "reuses": 10, "rebuilds": {"first": 1, "fallback": 2}}
+    b = {"reuse": "steps", "setups": 2, "reuses": 5, "rebuilds": {"first": 1, "krylov_growth": 1}}
+    s = _add_counts(a, b)
+    assert (s["setups"], s["reuses"]) == (5, 15)
+    assert s["rebuilds"] == {"fallback": 2, "first": 2, "krylov_growth": 1}
+    assert (
+        _add_counts(None, b) is b and _add_counts(a, None) is a and _add_counts(None, None) is None
+    )

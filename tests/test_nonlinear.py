@@ -217,3 +217,104 @@ def _view_text(ksp: PETSc.KSP) -> str:
     if comm.rank == 0:
         os.remove(path)
     return text
+
+
+def _count_gamg_setups() -> int:
+    return int(PETSc.Log.Event("PCSetUp_GAMG+").getPerfInfo().get("count", 0))
+
+
+def test_kept_split_preconditioners_same_solution_fewer_setups():
+    """Reusing the split preconditioners over Newton iterations (``newton``) and across solves
+    (``steps``): fewer set-ups than linear solves, the counts add up, the same converged
+    solution as a set-up at every iteration (to the Newton tolerance)."""
+    ref, fields = _system("fieldsplit")
+    r0 = ref.solve()
+    assert r0.converged and ref.preconditioner_stats() is None and r0.iterations >= 3
+    want = [f.x.array.copy() for f in fields]
+    for mode in ("newton", "steps"):
+        newton, fields = _system("fieldsplit", reuse_preconditioner=mode)
+        res = newton.solve()
+        assert res.converged, mode
+        for a, b in zip(fields, want, strict=True):
+            np.testing.assert_allclose(a.x.array, b, rtol=1e-7, atol=1e-9, err_msg=mode)
+        st = newton.preconditioner_stats()
+        assert st["setups"] + st["reuses"] == res.iterations, st
+        assert 1 <= st["setups"] < res.iterations, st
+        assert st["rebuilds"].get("first") == 1, st
+        # a second solve from a perturbed state: ``newton`` sets up again, ``steps`` keeps it
+        for f in fields:
+            f.x.array[:] *= 0.9
+        res2 = newton.solve()
+        assert res2.converged
+        st2 = newton.preconditioner_stats()
+        assert st2["setups"] + st2["reuses"] == res.iterations + res2.iterations
+        if mode == "newton":
+            assert st2["rebuilds"].get("step") == 1, st2
+        else:
+            assert "step" not in st2["rebuilds"], st2
+        newton.rebuild_preconditioner("test")  # an explicit request is honoured and counted
+        for f in fields:
+            f.x.array[:] *= 0.9
+        assert newton.solve().converged
+        assert newton.preconditioner_stats()["rebuilds"].get("test") == 1
+
+
+def test_kept_preconditioner_rebuilt_on_krylov_growth(monkeypatch):
+    """A kept preconditioner that makes the Krylov count grow beyond the threshold is set up
+    again (reason krylov_growth): with a threshold below the fresh count (half of it) every
+    reuse triggers it; with a huge one nothing does (the toy needs 15-19 Krylov iterations on
+    a fresh or a kept preconditioner alike)."""
+    import polycrack.numerics.nonlinear as nl
+
+    counts = {}
+    for growth, extra in ((0.5, -(10**6)), (1e6, 10**6)):
+        monkeypatch.setattr(nl, "PC_REBUILD_GROWTH", growth)
+        monkeypatch.setattr(nl, "PC_REBUILD_MIN_EXTRA", extra)
+        newton, fields = _system("fieldsplit", reuse_preconditioner="steps")
+        for _ in range(3):
+            assert newton.solve().converged
+            for f in fields:
+                f.x.array[:] *= 0.8
+        counts[growth] = newton.preconditioner_stats()
+    assert counts[1e6]["setups"] == 1, counts
+    low = counts[0.5]
+    assert low["rebuilds"].get("krylov_growth", 0) >= 3 and low["setups"] > 3, counts
+
+
+def test_stale_preconditioner_linear_failure_is_retried_fresh(monkeypatch):
+    """A linear solve that fails on a kept preconditioner is not a Newton failure: Newton goes
+    on and the next linear solve has a fresh set-up (reason linear_failure); a linear failure
+    with a fresh set-up still fails the Newton solve."""
+    newton, fields = _system("fieldsplit", reuse_preconditioner="steps")
+    assert newton.solve().converged
+    ksp = newton.snes.getKSP()
+    rtol, atol, dtol, max_it = ksp.getTolerances()
+    post = newton.pc_life._post_solve
+    calls = []
+    n0 = sum(newton.preconditioner_stats()[k] for k in ("setups", "reuses"))
+
+    key = newton.prefix + "ksp_max_it"  # read again at every Newton iteration
+    db = PETSc.Options()
+
+    def budget_once(k, b, x):  # the first solve on the kept preconditioner gets 3 iterations
+        calls.append(k.getConvergedReason())
+        post(k, b, x)
+        db[key] = max_it
+
+    ksp.setPostSolve(budget_once)
+    db[key] = 3
+    for f in fields:
+        f.x.array[:] *= 0.5
+    res = newton.solve()
+    assert calls[0] < 0 and res.converged, (calls, res)
+    st = newton.preconditioner_stats()
+    assert st["rebuilds"].get("linear_failure") == 1, st
+    assert st["setups"] + st["reuses"] - n0 == res.iterations  # one Newton solve, no retry
+    db[key] = 3  # now every solve gets 3 iterations: the fresh one fails too, and so does Newton
+    ksp.setPostSolve(post)
+    newton.rebuild_preconditioner("test")
+    for f in fields:
+        f.x.array[:] *= 0.5
+    res = newton.solve()
+    db[key] = max_it
+    assert not res.converged and res.reason == -3, res

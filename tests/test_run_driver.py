@@ -53,7 +53,10 @@ def _status(d) -> str:
     return json.loads((d / "run.json").read_text())["status"]
 
 
-@pytest.mark.serial  # on 2 ranks the restarted chord Newton can take other steps: open issue
+# serial pass only: on 2 ranks it still fails intermittently (2 of 4 runs at load 8, 0 of 5 at
+# lower load) although the kept LU is now restored (tests/test_reused_lu.py: bitwise on 2 ranks)
+# and two uninterrupted 2-rank runs are bitwise equal: the cause is in the restart path, open
+@pytest.mark.serial
 def test_electrochem_interrupt_and_restart_reproduce_the_run(mpi_tmp_path):
     """Electrochemistry-only runs checkpoint on a (simulated) SIGTERM, exit 143 with status
     interrupted, and --restart reproduces the uninterrupted timeseries.csv (to 1e-8)."""
@@ -74,9 +77,11 @@ def test_electrochem_interrupt_and_restart_reproduce_the_run(mpi_tmp_path):
     assert _status(part) == "interrupted" and (part / "checkpoint.npz").is_file()
     rec = Run(rc2, part, comm, restart=True, verbose=False).run()
     assert rec["status"] == RunStatus.FINISHED and len(rec["restarts"]) == 1
-    # same steps and values to 1e-8: the chord Newton of ReusedLU keeps a factorisation that a
-    # checkpoint cannot carry, so after a restart the iterates may differ within the Newton
-    # tolerance (last digits of current_A on 2 ranks, in about one run in five)
+    # same steps and values to 1e-8: the checkpoint carries where the chord Newton's kept LU
+    # was assembled, and the restart factorises it there again (ReusedLU.load_state); before,
+    # a restart from a fresh LU took other iterates (2 ranks: other steps in one run in five)
+    rec_full = json.loads((full / "run.json").read_text())["solver"]
+    assert rec["solver"]["jacobian_refreshes"] == rec_full["jacobian_refreshes"]
     a, b = read_table(full / "timeseries.csv"), read_table(part / "timeseries.csv")
     np.testing.assert_array_equal(a["step"], b["step"])
     for col in ("time_s", "dt_s", "voltage_V", "current_A", "x_avg", "x_surf_min"):

@@ -93,12 +93,15 @@ def test_adaptive_error_follows_tolerance_and_cutback():
     st, y = _decay(3.0, 1e-6, 1e-3, 1.0)
     _integrate(st, 0.01, 1e-3)
     messages: list[str] = []
+    kinds: list[str] = []
     st.on_reject = messages.append
+    st.after_reject = kinds.append  # the problem's solvers drop what they kept (preconditioners)
     before = st.stats.rejected_error
     tr = st.attempt(0.5)
     assert st.stats.rejected_error > 0 and tr.dt < 0.1 and tr.error <= 1.0
     # every rejected attempt is reported (progress output of long runs)
     assert len(messages) == st.stats.rejected_error - before > 0 and "local error" in messages[0]
+    assert kinds == ["error"] * len(messages)
 
 
 def _flaky_run(hold: int, monkeypatch) -> AdaptiveBDF:

@@ -122,6 +122,9 @@ MEANING: dict[str, str] = {
     "solver.max_dphi_per_step": "largest change of φ in one step before the step is cut",
     "solver.max_retries": "consecutive failed attempts of one step before the run fails",
     "solver.event_voltage_tol_V": "how close a `cc` step ends to its voltage limit",
+    "solver.preconditioner_reuse": "`fieldsplit`: keep the GAMG set-ups `off`, over a step's "
+    "Newton iterations (`newton`) or across steps (`steps`); a kept one is rebuilt when the Krylov "
+    "count grows by half, after a failed or rejected attempt and after a fallback",
     "solver.petsc_options": "extra PETSc options of the coupled solver, relative to its prefix, "
     "no dash; they override polycrack's",
     "output.dir": "run directory when `-o` is not given",

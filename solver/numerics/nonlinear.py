@@ -9,7 +9,9 @@
 - ``fieldsplit``: GMRES (right-preconditioned) with a multiplicative block preconditioner, one
   split per field: the displacement gets GAMG with the rigid-body near-nullspace (block size 3),
   scalar fields GAMG, the one-DOF voltage block its exact inverse (Jacobi on a 1x1 block). The dense coupling of V
-  to the surface Li content (a rank-one border) is left to the Krylov method;
+  to the surface Li content (a rank-one border) is left to the Krylov method. The splits'
+  preconditioners can be kept across Newton iterations and time steps
+  (``reuse_preconditioner``, :class:`PreconditionerLifeCycle`);
 - ``iterative`` (one field only; the staggered sub-solves of large problems): GMRES + GAMG on
   the field's AIJ matrix, with the rigid-body near-nullspace for a ``"vector"`` field.
 
@@ -50,6 +52,18 @@ from .memory import fix_mmap_threshold
 
 LINEAR_CHOICES = ("mumps", "mumps_lagged", "fieldsplit", "iterative")
 LAG_REBUILD_KRYLOV = 12  # lagged LU: refresh once GMRES needs more iterations per Newton step
+#: ``fieldsplit`` preconditioner life cycle (``solver.preconditioner_reuse``): ``off`` sets the
+#: split preconditioners up at every Newton iteration, ``newton`` keeps them over the Newton
+#: iterations of one solve (a fresh set-up at the start of every step attempt: restarts stay
+#: exact), ``steps`` keeps them across time steps as well
+PC_REUSE_CHOICES = ("off", "newton", "steps")
+#: a kept fieldsplit preconditioner is set up again when a linear solve needs more than
+#: PC_REBUILD_GROWTH times the Krylov iterations of the first solve after its set-up, and at
+#: least PC_REBUILD_MIN_EXTRA more (one GAMG set-up costs about 27 Krylov iterations at 167 k
+#: unknowns, issue 26)
+PC_REBUILD_GROWTH = 1.5
+PC_REBUILD_MIN_EXTRA = 5
+SNES_DIVERGED_LINEAR_SOLVE = -3
 PETSc.Log.begin()  # event counts (LU factorisations) for the solver statistics
 fix_mmap_threshold()  # the solver runtime: assembly temporaries go back to the OS when freed
 
@@ -165,6 +179,75 @@ def _release_before_newton_step(snes: PETSc.SNES, _step: int, clear_products: bo
         _clear_products_during_setup()
 
 
+class PreconditionerLifeCycle:
+    """When the split preconditioners of a ``fieldsplit`` solver are set up, and the counts.
+
+    PETSc keeps a sub-solver's preconditioner when its PC has ``reuse_preconditioner`` set
+    (the MATNEST blocks are the same matrices with new values, so the Krylov method always works
+    with the current Jacobian; only the preconditioner is stale). Each linear solve reports
+    through the outer KSP's post-solve hook: the first solve after a set-up gives the reference
+    Krylov count; a later one that needs more than ``growth`` times it (and at least
+    ``min_extra`` more), or fails, asks for a set-up at the next linear solve. Others ask with
+    :meth:`request` (a failed Newton solve, a rejected step, a fallback, a new step attempt in
+    mode ``newton``). A linear solve that fails on a kept preconditioner does not fail the
+    Newton solve: SNES goes on with its (inexact) direction, one more linear failure allowed,
+    and the next iteration has a fresh set-up (the demo's damage onset: GMRES ran out of its
+    100 iterations on a kept preconditioner and the step was rejected). Counts: ``setups``, ``reuses`` (linear solves on a kept preconditioner),
+    ``rebuilds`` (set-ups by reason; ``first`` is the initial one). Deterministic: the decisions
+    depend on iteration counts only.
+    """
+
+    def __init__(self, snes: PETSc.SNES, growth: float, min_extra: int):
+        self.snes, self.ksp = snes, snes.getKSP()
+        self.growth, self.min_extra = growth, min_extra
+        ksp = self.ksp
+        self.setups = 0
+        self.reuses = 0
+        self.rebuilds: dict[str, int] = {}
+        self.base: int | None = None  # Krylov iterations of the first solve after the set-up
+        self.pending: str | None = "first"  # reason of the set-up at the next linear solve
+        self.stale_failure = False  # a linear solve on a kept preconditioner failed
+        ksp.setPostSolve(self._post_solve)
+
+    def _sub_pcs(self) -> list[PETSc.PC]:
+        return [k.getPC() for k in self.ksp.getPC().getFieldSplitSubKSP()]
+
+    def _set_reuse(self, reuse: bool) -> None:
+        for pc in self._sub_pcs():
+            pc.setReusePreconditioner(reuse)
+
+    def request(self, reason: str) -> None:
+        """Set the split preconditioners up at the next linear solve (first reason counts)."""
+        if self.pending is None:
+            self.pending = reason
+            self._set_reuse(False)
+
+    def _post_solve(self, ksp: PETSc.KSP, _b: PETSc.Vec, _x: PETSc.Vec) -> None:
+        its, failed = ksp.getIterationNumber(), ksp.getConvergedReason() < 0
+        if self.pending is not None:  # this solve set the preconditioners up
+            self.setups += 1
+            self.rebuilds[self.pending] = self.rebuilds.get(self.pending, 0) + 1
+            self.pending, self.base = None, its
+            self._set_reuse(True)
+            return
+        self.reuses += 1
+        base = self.base or 0
+        if failed:  # not the Newton solve's failure: go on, with a fresh set-up next
+            self.stale_failure = True
+            self.request("linear_failure")
+            self.snes.setMaxLinearSolveFailures(self.snes.getMaxLinearSolveFailures() + 1)
+        elif its > max(self.growth * base, base + self.min_extra):
+            self.request("krylov_growth")
+
+    def stats(self) -> dict:
+        """The counts for run.json."""
+        return {
+            "setups": self.setups,
+            "reuses": self.reuses,
+            "rebuilds": dict(sorted(self.rebuilds.items())),
+        }
+
+
 @dataclass
 class NewtonResult:
     """Outcome of one nonlinear solve."""
@@ -202,6 +285,15 @@ class SolverStats:
         self.linear_iterations += r.linear_iterations
         self.factorisations += r.factorisations
         self.seconds += r.seconds
+
+
+def _merged(first: NewtonResult, retry: NewtonResult) -> NewtonResult:
+    """The retry's result with the work of the failed first attempt added."""
+    retry.iterations += first.iterations
+    retry.linear_iterations += first.linear_iterations
+    retry.seconds += first.seconds
+    retry.factorisations += first.factorisations
+    return retry
 
 
 def rigid_body_modes(V: fem.FunctionSpace) -> PETSc.NullSpace:
@@ -395,11 +487,14 @@ class BlockNewton:
         groups: list[list[int]] | None = None,
         petsc_options: dict | None = None,
         split_names: list[str] | None = None,
+        reuse_preconditioner: str = "off",
     ):
         if len(F) != len(u) or len(kinds) != len(u):
             raise ValueError("F, u and kinds need one entry per field")
         if linear == "iterative" and (len(u) != 1 or kinds[0] == "real"):
             raise ValueError("linear='iterative' solves one scalar or vector field")
+        if reuse_preconditioner not in PC_REUSE_CHOICES:
+            raise ValueError(f"reuse_preconditioner must be one of {PC_REUSE_CHOICES}")
         self.u = u
         self.kinds = kinds
         self.split_names = list(split_names or [f"f{i}" for i in range(len(u))])
@@ -449,6 +544,15 @@ class BlockNewton:
                 for k in PETSc.Options().getAll()
             )
             self.snes.setUpdate(_release_before_newton_step, kargs={"clear_products": not reuse})
+        self.reuse_preconditioner = reuse_preconditioner if linear == "fieldsplit" else "off"
+        #: set-ups and reuses of the split preconditioners (fieldsplit with reuse), else None
+        self.pc_life: PreconditionerLifeCycle | None = None
+        if self.reuse_preconditioner != "off":
+            self.pc_life = PreconditionerLifeCycle(
+                self.snes, PC_REBUILD_GROWTH, PC_REBUILD_MIN_EXTRA
+            )
+        #: lagged LU: fresh factorisations by reason
+        self.lu_rebuilds: dict[str, int] = {}
 
     def _setup_fieldsplit(self, prefix: str, groups: list[list[int]]) -> None:
         order = [i for g in groups for i in g]
@@ -488,32 +592,72 @@ class BlockNewton:
                 obj.destroy()
         self._forget()
 
-    def rebuild_preconditioner(self) -> None:
-        """Force a fresh factorisation at the next Newton iteration (lagged LU)."""
+    def rebuild_preconditioner(self, reason: str = "failure") -> None:
+        """Force a fresh preconditioner at the next linear solve (lagged LU, or the split
+        preconditioners kept by ``reuse_preconditioner``); ``reason`` goes to the counts."""
+        if self.pc_life is not None:
+            self.pc_life.request(reason)
         if self.linear == "mumps_lagged":
+            self.lu_rebuilds[reason] = self.lu_rebuilds.get(reason, 0) + 1
             opts = PETSc.Options()
             key = (self.snes.getOptionsPrefix() or "") + "snes_lag_preconditioner"
             opts[key] = -2
             self.snes.setFromOptions()
             del opts[key]
 
+    def set_up_at_current(self) -> None:
+        """Assemble the Jacobian at the current ``u`` and set the preconditioner up on it.
+
+        What the first iteration of a solve with a fresh Jacobian does, without solving: a
+        solver that lags its Jacobian (``snes_lag_jacobian -1``) goes on with this one. Used to
+        rebuild, after a restart, the factorisation a chord Newton kept (:class:`ReusedLU` in
+        polycrack.problems.electrochemistry): with lags -2 (build once) SNES assembles here and
+        keeps this Jacobian and preconditioner from then on. Collective.
+        """
+        p = self.problem
+        fem_petsc.assign(self.u, p.x)
+        _ghost_update(p.x, PETSc.InsertMode.INSERT, PETSc.ScatterMode.FORWARD)
+        P = p.P_mat if p.P_mat is not None else p.A
+        self.snes.computeJacobian(p.x, p.A, P)
+        ksp = self.snes.getKSP()
+        ksp.setOperators(p.A, P)
+        ksp.setUp()
+
+    def preconditioner_stats(self) -> dict | None:
+        """Set-ups, reuses and rebuild reasons of the kept preconditioner (run.json), or None
+        when nothing is kept (``mumps``, ``iterative``, ``fieldsplit`` without reuse)."""
+        if self.pc_life is not None:
+            return {"reuse": self.reuse_preconditioner, **self.pc_life.stats()}
+        if self.linear == "mumps_lagged":
+            return {"reuse": "lagged_lu", "rebuilds": dict(sorted(self.lu_rebuilds.items()))}
+        return None
+
     def solve(self) -> NewtonResult:
         """Run SNES from the current values of ``u``; ``u`` holds the last iterate afterwards.
 
         With ``mumps_lagged`` a failure with a kept (stale) factorisation is retried once at
-        once with a fresh one, so only genuine Newton failures reach the step-size control.
+        once with a fresh one, so only genuine Newton failures reach the step-size control; the
+        same for ``fieldsplit`` with kept preconditioners when a Newton solve that went on
+        after a linear failure on a kept one fails.
         """
+        life = self.pc_life
+        if life is not None:
+            if self.reuse_preconditioner == "newton":
+                life.request("step")
+            life.stale_failure = False
+            self.snes.setMaxLinearSolveFailures(1)  # fresh set-ups: a linear failure is final
         res = self._solve_once()
+        if life is not None:
+            if res.converged or not life.stale_failure:
+                return res
+            retry = self._solve_once()  # the failed solve asked for a fresh set-up
+            return _merged(res, retry)
         if self.linear != "mumps_lagged":
             return res
         if not res.converged and res.factorisations == 0:
-            retry = self._solve_once()
-            retry.iterations += res.iterations
-            retry.linear_iterations += res.linear_iterations
-            retry.seconds += res.seconds
-            res = retry
+            res = _merged(res, self._solve_once())
         if res.converged and res.linear_iterations > LAG_REBUILD_KRYLOV * max(res.iterations, 1):
-            self.rebuild_preconditioner()  # the kept LU has gone stale: refresh for next time
+            self.rebuild_preconditioner("krylov_growth")  # the kept LU has gone stale
         return res
 
     def _solve_once(self) -> NewtonResult:
@@ -537,6 +681,6 @@ class BlockNewton:
         if not ok:
             for f, b in zip(self.u, backup, strict=True):
                 f.x.array[:] = b
-            self.rebuild_preconditioner()
+            self.rebuild_preconditioner("newton_failure")
         fact = _lu_count() - lu0
         return NewtonResult(ok, reason, its, lits, time.perf_counter() - t0, fact, msg)

@@ -142,6 +142,9 @@ class AdaptiveBDF:
         self.stats = StepStats()
         #: called with a one-line message for every rejected attempt (progress output)
         self.on_reject: Callable[[str], None] | None = None
+        #: called with the kind of every rejected attempt ("newton", "error", "limiter"), before
+        #: ``on_reject``: the problem's solvers drop what they kept from it (preconditioners)
+        self.after_reject: Callable[[str], None] | None = None
         self._states: list[list[np.ndarray]] = [self._snapshot()]
         self._times: list[float] = [0.0]
         self._fail_dt: float | None = None  # dt of the latest Newton failure, s
@@ -337,6 +340,8 @@ class AdaptiveBDF:
         may write a checkpoint (or raise to stop the run).
         """
         self.stats.log.append((self.t, dt, kind, value))
+        if self.after_reject is not None:
+            self.after_reject(kind)
         if self.on_reject is None:
             return
         what = {

@@ -91,6 +91,21 @@ def auto_linear(unknowns: int) -> str:
     return "mumps" if unknowns <= AUTO_MUMPS_MAX_UNKNOWNS else "fieldsplit"
 
 
+def _add_counts(a: dict | None, b: dict | None) -> dict | None:
+    """Two :meth:`BlockNewton.preconditioner_stats` summed (counts and reasons)."""
+    if a is None or b is None:
+        return b if a is None else a
+    out = dict(b)
+    for k in ("setups", "reuses"):
+        if k in a:
+            out[k] = a[k] + b.get(k, 0)
+    reasons = dict(b.get("rebuilds", {}))
+    for r, n in a.get("rebuilds", {}).items():
+        reasons[r] = reasons.get(r, 0) + n
+    out["rebuilds"] = dict(sorted(reasons.items()))
+    return out
+
+
 def _close(*solvers: BlockNewton | None) -> None:
     """Close the given solvers (collective), skipping None."""
     for n in solvers:
@@ -164,6 +179,7 @@ class CoupledProblem(Problem):
             )
         self.release_idle = self.unknowns > AUTO_MUMPS_MAX_UNKNOWNS
         self.newton = None  # the monolithic solver, built on first use
+        self._pc_closed: dict | None = None  # preconditioner counts of closed monolithic solvers
         if self.linear != "staggered":
             self.newton = self._monolithic(self.linear)
         self._staggered = None  # built on first use
@@ -295,6 +311,7 @@ class CoupledProblem(Problem):
             groups=self._groups,
             petsc_options=cfg.petsc_options,
             split_names=self._split_names[: len(self._F)],
+            reuse_preconditioner=cfg.preconditioner_reuse,
         )
 
     def _monolithic_solver(self) -> BlockNewton:
@@ -308,6 +325,7 @@ class CoupledProblem(Problem):
 
     def _staggered_solvers(self):
         if self.release_idle and self.newton is not None:
+            self._pc_closed = _add_counts(self._pc_closed, self.newton.preconditioner_stats())
             self.newton.close()  # collective, as every switch (all ranks fail or succeed alike)
             self.newton = None
         if self._staggered is None:
@@ -411,10 +429,16 @@ class CoupledProblem(Problem):
             self.failures_in_a_row, self._just_back = FALLBACK_AFTER, False
         if self.failures_in_a_row >= FALLBACK_AFTER:
             self.failures_in_a_row = 0
+            self._rebuild_monolithic("fallback")  # the state moves on without it
             res = self.solve_staggered()
             if res.converged:
                 self.staggered_left = self.fallback_steps - 1  # >= FALLBACK_STEPS - 1 > 0
         return res
+
+    def _rebuild_monolithic(self, reason: str) -> None:
+        """A fresh preconditioner for the monolithic solver's next linear solve (if it exists)."""
+        if self.newton is not None:
+            self.newton.rebuild_preconditioner(reason)
 
     def fallback_state(self) -> dict:
         """The staggered-fallback bookkeeping (goes into checkpoints)."""
@@ -546,6 +570,7 @@ class CoupledProblem(Problem):
             limiters=[self.dphi_limiter(cfg.max_dphi_per_step)],
         )
         st.on_reject = on_reject
+        st.after_reject = lambda kind: self._rebuild_monolithic(f"rejected_{kind}")
         return st
 
     def set_interrupt(self, should_stop: Callable[[], bool]) -> None:
@@ -611,7 +636,12 @@ class CoupledProblem(Problem):
         return out
 
     def solver_info(self) -> dict:
-        return dict(self.stats)
+        info = dict(self.stats)
+        pc = self.newton.preconditioner_stats() if self.newton is not None else None
+        pc = _add_counts(self._pc_closed, pc)  # with those of solvers closed at a fallback
+        if pc is not None:
+            info["preconditioner"] = pc
+        return info
 
     def state_dict(self) -> tuple[dict[str, fem.Function], dict]:
         """The history field H and the solver bookkeeping (statistics, fallback state)."""

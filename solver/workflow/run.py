@@ -448,7 +448,8 @@ class Run:
     def _restore(self) -> dict:
         pb, st = self.problem, self.stepper
         path = self.out / "checkpoint.npz"
-        meta = checkpoint.read_state(path)
+        whole = checkpoint.read_meta(path)
+        meta = whole["state"]
         fields = dict(zip(pb.field_names, pb.fields, strict=True))
         rows = []
         for i in range(meta["n_states"]):
@@ -458,7 +459,8 @@ class Run:
                 fields[f"state{i}_{name}"] = g
                 row.append(g)
             rows.append(row)
-        fields.update(pb.state_dict()[0])
+        saved = set(whole["functions"])  # older checkpoints lack newer internal fields
+        fields.update({k: f for k, f in pb.state_dict()[0].items() if k in saved})
         checkpoint.load(path, fields, self.comm)
         st.load_state_dict(
             {
