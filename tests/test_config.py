@@ -293,6 +293,6 @@ def test_preconditioner_reuse_off_unquoted(tmp_path):
     case.write_text(yaml.safe_dump(BASE))
     rc = load_case(case, ["solver.preconditioner_reuse=off"])
     assert rc.case.solver.preconditioner_reuse == "off"
-    assert load_case(case, []).case.solver.preconditioner_reuse == "steps"
+    assert load_case(case, []).case.solver.preconditioner_reuse == "newton"
     with pytest.raises(InputError, match="preconditioner_reuse"):
         load_case(case, ["solver.preconditioner_reuse=always"])

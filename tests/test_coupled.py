@@ -272,6 +272,10 @@ def test_staggered_fallback_policy():
             calls.append("m")
             return NewtonResult(next(script), 2, 3, 30, 0.0)
 
+        def rebuild_preconditioner(self, reason):
+            calls.append("r")  # a fallback leaves the monolithic preconditioner stale
+            assert reason == "fallback"
+
     cp = object.__new__(CoupledProblem)
     cp.linear, cp.newton = "fieldsplit", Mono()
     cp.stats = {"monolithic_failures": 0}
@@ -284,7 +288,7 @@ def test_staggered_fallback_policy():
     cp.solve_staggered = staggered
     results = [cp.solve() for _ in range(1 + FALLBACK_STEPS + 2 * FALLBACK_STEPS + 2)]
     assert "".join(calls) == (
-        "mm" + "s" * FALLBACK_STEPS + "ms" + "s" * (2 * FALLBACK_STEPS - 1) + "mm"
+        "mmr" + "s" * FALLBACK_STEPS + "mrs" + "s" * (2 * FALLBACK_STEPS - 1) + "mm"
     )
     assert [r.converged for r in results] == [False] + [True] * (len(results) - 1)
     assert cp.fallback_steps == FALLBACK_STEPS  # reset by the successful monolithic step
