@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import dolfinx_solver  # noqa: F401
 import numpy as np
@@ -20,6 +21,7 @@ from polycrack.post.plots import read_table
 from polycrack.workflow.run import Run, restart_changes
 from polycrack.workflow.status import RunStatus
 
+REPO = Path(__file__).resolve().parent.parent
 PROTOCOL = [
     {"type": "cc", "c_rate": 0.5, "until_voltage_V": 3.85},
     {"type": "cv", "voltage_V": 3.85, "until_c_rate": 0.2, "max_time_s": 1800.0},
@@ -134,6 +136,23 @@ def test_restart_changes_rules():
     assert restart_changes(old, {**old, "case.physics.mode": "coupled"}, set()) == {}
     with pytest.raises(InputError, match="case.physics.mode"):
         restart_changes(old, {**old, "case.physics.mode": "quasistatic"}, set())
+
+
+def test_checkpoints_of_older_versions_restart_with_the_defaults_of_added_keys():
+    """A checkpoint's resolved case lacks every physics key added since: each must be in
+    ADDED_KEYS with its default, or such a checkpoint can never be continued (a physics key
+    cannot change on restart). Fails when a physics key is added without it."""
+    from polycrack.workflow.run import ADDED_KEYS, flat_resolved
+
+    new = flat_resolved(load_case(str(REPO / "examples" / "demo.yaml")))
+    fixed = {k for k in new if k.startswith("case.physics.")}
+    # the physics keys of a checkpoint written at commit 54b3335 (a real one, read back)
+    path = REPO / "tests" / "data" / "restart_physics_keys_54b3335.json"
+    known = set(json.loads(path.read_text()))
+    missing = sorted(fixed - known - set(ADDED_KEYS))
+    assert not missing, f"add these to polycrack.workflow.run.ADDED_KEYS: {missing}"
+    old = {k: v for k, v in new.items() if k not in ADDED_KEYS}
+    assert restart_changes(old, new, set()) == {}
 
 
 @pytest.mark.serial

@@ -59,7 +59,16 @@ RESTART_FREE = ("case.output.", "case.solver.", "case.name", "case_file", "param
 RESTART_FIXED = ("case.geometry.", "case.physics.")
 #: case keys added since checkpoints carry the resolved case, with the value a checkpoint that
 #: lacks the key was run with (its restart is then not a change)
-ADDED_KEYS = {"case.physics.mode": "coupled"}
+ADDED_KEYS = {
+    "case.physics.mode": "coupled",
+    "case.physics.mechanisms.grain_heterogeneity.ocp_shift_std_V": 0.0,
+    "case.physics.mechanisms.grain_heterogeneity.i0_log_std": 0.0,
+    "case.physics.mechanisms.grain_heterogeneity.D_log_std": 0.0,
+    "case.physics.mechanisms.grain_heterogeneity.seed": 0,
+    "case.physics.mechanisms.diffusivity_of_x": "none",
+    "case.physics.mechanisms.gb_eigenstrain_weight": False,
+    "case.physics.mechanisms.toughness_of_x": "none",
+}
 #: this many accepted steps in a row shorter than STALL_DT_S print the problem's stall hint
 STALL_STEPS, STALL_DT_S = 20, 1.0
 RADIAL_HEAD = ("step", "time_s", "voltage_V")
