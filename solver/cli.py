@@ -467,13 +467,17 @@ def _abort(comm, code: int, msg: str) -> None:
     """Last resort under mpirun: print ``msg`` and end every rank with ``code`` (MPI_Abort).
 
     A rank other than 0 waits a moment first, so that when rank 0 failed too its message is the
-    one printed (its abort ends this rank).
+    one printed (its abort ends this rank). Every rank pauses between printing and aborting so
+    that the launcher forwards the message before it kills the job.
     """
     if comm.rank != 0:
         time.sleep(1.0)
         msg = msg.replace("polycrack: ", f"polycrack (rank {comm.rank}): ", 1)
     print(msg, file=sys.stderr, flush=True)
     sys.stdout.flush()
+    # The launcher forwards output through pipes and tears them down on MPI_Abort: give it a
+    # moment to pass the message on (CI lost rank 0's whole stderr once without this pause).
+    time.sleep(0.5)
     comm.Abort(code)
 
 
