@@ -154,3 +154,33 @@ def test_uniform_x_stress_scales_with_delta_eps_prime(small):
         s1_ref = s1 if s1_ref is None else s1_ref
         assert abs(s1 / s1_ref - 1.0) <= 0.02, (x, s1, s1_ref)
     assert _rel_l2(s / dc(x), ref_dc) > 0.02  # the control at x = 0.2
+
+
+@pytest.mark.mpi
+def test_damage_stops_at_the_strain_path_v_star(small):
+    """`polycrack strain-path`'s V* (Märker table, Chen OCP: 4.184 V) is where an FE charge at
+    uniform x stops damaging: on the 6-grain sphere (Gc 20 / 1 J/m², l = 0.4 µm) charged from
+    3.90 to 4.50 V (0.01 V steps from 4.10 to 4.26 V), φ still changes (> 1e-4) at the last step
+    before V* and never after V* + 0.02 V (issue 22's tolerance)."""
+    from polycrack.workflow.strain_path import strain_path
+
+    dom, model = small
+    lat = mat.LatticeStrains(TABLE)
+    v_star = strain_path(lat, "chen2020", model.x0, 4.5, 150.0, 0.3)["v_star"]["V"]
+    assert abs(v_star - 4.184) < 0.002
+    qs = QuasiStaticFracture(
+        dom, model, FractureSettings(0.02, 0.001, 0.4, 0.4), tol=1e-7, prefix="tvstar_"
+    )
+    n = qs.phi.function_space.dofmap.index_map.size_local
+    prev = qs.phi.x.array[:n].copy()
+    changed = []
+    volts = [3.90, 3.95, 4.0, 4.05, *np.arange(4.10, 4.265, 0.01), 4.30, 4.40, 4.50]
+    for v in volts:
+        qs.set_x(mat.x_at_voltage(float(v), "chen2020"))
+        qs.solve_step()
+        if _gmax(qs.phi.x.array[:n] - prev) > 1e-4:
+            changed.append(float(v))
+        prev = qs.phi.x.array[:n].copy()
+    assert changed, "no damage at all: the test would not test anything"
+    assert max(changed) <= v_star + 0.02, (changed, v_star)
+    assert max(changed) >= v_star - 0.01, (changed, v_star)
