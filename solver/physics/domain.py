@@ -210,6 +210,21 @@ def load_bundle(
         _push_to_surfaces(msh, ft, info)
     if levels > 0:
         msh, ct, ft = _reghost(msh, ct, ft)
+    return _domain(msh, ct, ft, path, info)
+
+
+def domain_on_mesh(msh, ct, ft, bundle: Path) -> Domain:
+    """A :class:`Domain` of the bundle ``bundle`` (grains, description) on another mesh of the
+    same particle, e.g. an adapted one (collective)."""
+    with collective(msh.comm, f"mesh bundle {bundle}", "domain_on_mesh.info"):
+        info = _read_info(Path(bundle))
+    return _domain(msh, ct, ft, Path(bundle), info)
+
+
+def _domain(msh, ct, ft, path: Path, info: dict) -> Domain:
+    """The Domain of a distributed mesh with its tags: grains from ``path/grains.csv``, the
+    particle volume (µm³) and centroid (µm) measured on the submesh."""
+    comm = msh.comm
     with collective(comm, f"{path / 'grains.csv'}", "load_bundle.grains"):
         ids, axes, seeds = _read_grains(path / "grains.csv", info.get("grains"))
     dom = Domain(msh, ct, ft, ids, axes, seeds, info, path)
@@ -296,26 +311,42 @@ def _reghost(msh, ct, ft):
     import shutil
     import tempfile
 
-    from dolfinx.io import XDMFFile
-
     comm = msh.comm
     tmp = tempfile.mkdtemp(prefix="polycrack_reghost_") if comm.rank == 0 else None
     tmp = Path(comm.bcast(tmp, root=0))
     f = tmp / "refined.xdmf"
+    write_mesh_xdmf(msh, ct, ft, f)
+    out = read_mesh_xdmf(f, comm)
+    comm.barrier()
+    if comm.rank == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def write_mesh_xdmf(msh, ct, ft, path: Path) -> None:
+    """Write a mesh with its cell and facet tags to one XDMF file (collective)."""
+    from dolfinx.io import XDMFFile
+
     tdim = msh.topology.dim
     msh.topology.create_connectivity(tdim - 1, tdim)
     ct.name, ft.name = "cell_tags", "facet_tags"
-    with XDMFFile(comm, str(f), "w") as xf:
+    with XDMFFile(msh.comm, str(path), "w") as xf:
         xf.write_mesh(msh)
         xf.write_meshtags(ct, msh.geometry)
         xf.write_meshtags(ft, msh.geometry)
-    with XDMFFile(comm, str(f), "r") as xf:
+
+
+def read_mesh_xdmf(path: Path, comm: MPI.Comm):
+    """(mesh, cell tags, facet tags) of :func:`write_mesh_xdmf`'s file, distributed with
+    shared-facet ghosts (collective). The same file read on the same ranks gives the same
+    partition, so a restart on an adapted mesh sees the mesh the run had."""
+    from dolfinx.io import XDMFFile
+
+    with XDMFFile(comm, str(path), "r") as xf:
         m2 = xf.read_mesh(ghost_mode=dmesh.GhostMode.shared_facet, name="mesh")
+        tdim = m2.topology.dim
         m2.topology.create_entities(tdim - 1)
         m2.topology.create_connectivity(tdim - 1, tdim)
         ct2 = xf.read_meshtags(m2, name="cell_tags")
         ft2 = xf.read_meshtags(m2, name="facet_tags")
-    comm.barrier()
-    if comm.rank == 0:
-        shutil.rmtree(tmp, ignore_errors=True)
     return m2, ct2, ft2

@@ -26,18 +26,10 @@ from mpi4py import MPI
 from scipy.spatial import cKDTree
 
 from ..errors import InputError
+from ..numerics.transfer import space_kind as _kind
 
 FORMAT_VERSION = 2  #: 2: positions stored once per function space (1 still loads)
 READABLE_FORMATS = (1, 2)
-
-
-def _kind(V: fem.FunctionSpace) -> str:
-    name = type(V.ufl_element()).__name__
-    if name == "_RealElement":
-        return "real"
-    if name == "_QuadratureElement":
-        return "quadrature"
-    return "nodal"
 
 
 def _positions(V: fem.FunctionSpace) -> np.ndarray:

@@ -45,6 +45,7 @@ from . import checkpoint
 from . import lock as run_lock
 from .exports import TimeSeriesWriter, git_commit, peak_memory_mb, versions, write_json_atomic
 from .protocol import ProtocolRunner
+from .regrid import MeshChange, adapted_domain, save_adapted_mesh, transfer_all
 from .status import RunStatus
 from .summary import case_warnings, resolution
 
@@ -52,7 +53,7 @@ __all__ = ["Run", "CoupledRun", "ElectrochemRun", "run_case", "timeseries_row", 
 
 #: files and folders a run writes; ``overwrite`` removes exactly these (a ``mesh/`` bundle stays)
 RUN_FILES = ("run.json", "timeseries.csv", "radial_damage.csv", "checkpoint.npz")
-RUN_DIRS = ("fields", "figures")
+RUN_DIRS = ("fields", "figures", "mesh_adapted")
 #: resolved-case keys that may change on restart without ``allow_changes`` (prefixes)
 RESTART_FREE = ("case.output.", "case.solver.", "case.name", "case_file", "parameter_set_file")
 #: ... and those that never may (the fields on disk would not match)
@@ -246,6 +247,7 @@ class Run:
         overwrite: replace a run already in ``out_dir``.
         verbose: print one line per accepted step on rank 0.
         stop_after_steps: behave as if SIGTERM came after this many steps (tests).
+        adapt: a mesh-change policy (:mod:`polycrack.workflow.regrid`); None keeps the mesh.
     """
 
     def __init__(
@@ -260,8 +262,14 @@ class Run:
         overwrite: bool = False,
         verbose: bool = True,
         stop_after_steps: int | None = None,
+        adapt=None,
     ):
         self.rc, self.comm = rc, comm
+        #: mesh-change policy (``propose(problem, step_no)`` -> (mesh, cell tags, facet tags) or
+        #: None, ``state_dict``/``load_state_dict``); None: the mesh never changes
+        self.adapt = adapt
+        #: the adapted mesh the problem lives on (run-directory relative) and its grain data
+        self.mesh_state: dict | None = None
         self.out = Path(out_dir)
         self.problem = problem
         self.restart, self.allow = restart, set(allow_changes)
@@ -384,19 +392,20 @@ class Run:
         position for the protocol runner."""
         rc, comm = self.rc, self.comm
         t0 = time.perf_counter()
+        adapted = (
+            checkpoint.read_state(self.out / "checkpoint.npz").get("mesh") if self.restart else None
+        )
+        if adapted:  # the run had moved to an adapted mesh: continue on it
+            if self.problem is not None:
+                self.problem.close()
+            self.problem = mechanics_problem(adapted_domain(self.out, adapted, comm), rc)
+            self.mesh_state = adapted
         if self.problem is None:
             self.problem = load_problem(rc, self.out, comm)
         self.phases["mesh_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        pb = self.problem
-        self.stepper = pb.make_stepper(on_reject=self._on_reject)
-        pb.set_interrupt(lambda: bool(self.signals.agreed(comm)))
         self.lattice = mat.LatticeStrains.from_params(rc.params, rc.lattice_table_path)
-        self.record["mesh"] = pb.mesh_info()
-        self._log(
-            f"polycrack: {self.record['mesh']['cells']} cells, {self.record['mesh']['unknowns']} "
-            f"unknowns on {comm.size} rank(s), solver {pb.linear}"
-        )
+        self._attach()
         resume, meta = None, {}
         if self.restart:
             meta = self._restore()
@@ -407,10 +416,10 @@ class Run:
                     _truncate_rows(self.out / name, resume["step_no"])
         self.writer = TimeSeriesWriter(self.out / "timeseries.csv", comm=comm, resume=self.restart)
         self.radial = None
-        if pb.radial_columns:
+        if self.problem.radial_columns:
             self.radial = TimeSeriesWriter(
                 self.out / "radial_damage.csv",
-                RADIAL_HEAD + tuple(pb.radial_columns),
+                RADIAL_HEAD + tuple(self.problem.radial_columns),
                 comm=comm,
                 resume=self.restart,
             )
@@ -419,14 +428,34 @@ class Run:
         # time-loop wall time of earlier segments of a restarted run, up to their last checkpoint
         self.solve_before = float(meta.get("solve_s_all_segments", 0.0))
         self.stall = 0
-        self.runner = ProtocolRunner(
-            pb.ec, self.stepper, rc.case.protocol, rc.case.solver, self._on_accept
-        )
         self.phases["setup_s"] = time.perf_counter() - t0
         return resume
 
+    def _attach(self) -> None:
+        """Stepper, protocol runner and mesh record of :attr:`problem` (set-up, mesh change)."""
+        pb, comm = self.problem, self.comm
+        self.stepper = pb.make_stepper(on_reject=self._on_reject)
+        pb.set_interrupt(lambda: bool(self.signals.agreed(comm)))
+        self.runner = ProtocolRunner(
+            pb.ec, self.stepper, self.rc.case.protocol, self.rc.case.solver, self._on_accept
+        )
+        self.record["mesh"] = pb.mesh_info()
+        if self.mesh_state is not None:
+            self.record["mesh"]["adapted_mesh"] = self.mesh_state["file"]
+        self._log(
+            f"polycrack: {self.record['mesh']['cells']} cells, {self.record['mesh']['unknowns']} "
+            f"unknowns on {comm.size} rank(s), solver {pb.linear}"
+        )
+
     # -- checkpoints -----------------------------------------------------------------------------
     def _checkpoint(self) -> None:
+        fields, state = self._state()
+        checkpoint.save(self.out / "checkpoint.npz", fields, state, self.comm)
+        self.last_ckpt.update(t=time.perf_counter(), step=self.runner.step_no)
+
+    def _state(self) -> tuple[dict[str, fem.Function], dict]:
+        """Everything a restart needs: the fields (primary, BDF states, internal) by name and
+        the JSON-able state (time, stepper, protocol position, problem, mesh, adapt policy)."""
         pb, st = self.problem, self.stepper
         fields = dict(zip(pb.field_names, pb.fields, strict=True))
         sd = st.state_dict()
@@ -451,26 +480,41 @@ class Run:
             "fields_written": sorted(self.written),
             "solve_s_all_segments": self.solve_before + time.perf_counter() - self.t_loop,
         }
-        checkpoint.save(self.out / "checkpoint.npz", fields, state, self.comm)
-        self.last_ckpt.update(t=time.perf_counter(), step=self.runner.step_no)
+        if self.mesh_state is not None:
+            state["mesh"] = self.mesh_state
+        if self.adapt is not None:
+            state["adapt"] = self.adapt.state_dict()
+        return fields, state
 
     def _restore(self) -> dict:
-        pb, st = self.problem, self.stepper
         path = self.out / "checkpoint.npz"
         whole = checkpoint.read_meta(path)
         meta = whole["state"]
+        saved = set(whole["functions"])  # older checkpoints lack newer internal fields
+        fields, rows = self._targets(meta["n_states"], saved)
+        checkpoint.load(path, fields, self.comm)
+        self._load(meta, rows)
+        return meta
+
+    def _targets(self, n_states: int, saved: set[str]) -> tuple[dict, list]:
+        """Functions of :attr:`problem` to fill from a saved state: by name (as in
+        :meth:`_state`) and the BDF state rows."""
+        pb = self.problem
         fields = dict(zip(pb.field_names, pb.fields, strict=True))
         rows = []
-        for i in range(meta["n_states"]):
+        for i in range(n_states):
             row = []
             for name, f in zip(pb.field_names, pb.fields, strict=True):
                 g = fem.Function(f.function_space)
                 fields[f"state{i}_{name}"] = g
                 row.append(g)
             rows.append(row)
-        saved = set(whole["functions"])  # older checkpoints lack newer internal fields
         fields.update({k: f for k, f in pb.state_dict()[0].items() if k in saved})
-        checkpoint.load(path, fields, self.comm)
+        return fields, rows
+
+    def _load(self, meta: dict, rows: list) -> None:
+        """Stepper, problem and adapt-policy state from ``meta`` once the fields are filled."""
+        pb, st = self.problem, self.stepper
         st.load_state_dict(
             {
                 "t": meta["t"],
@@ -481,7 +525,32 @@ class Run:
             }
         )
         pb.load_state_dict(meta)
-        return meta
+        if self.adapt is not None:
+            self.adapt.load_state_dict(meta.get("adapt", {}))
+
+    def _move_to(self, mesh: tuple) -> dict:
+        """Continue the run on ``mesh`` = (mesh, cell tags, facet tags): the mesh is saved in the
+        run directory and read back (a restart reads the same file), a new problem is built on it,
+        every field, BDF state and internal field is transferred (polycrack.numerics.transfer),
+        and a checkpoint is written. Returns the protocol position to resume from."""
+        t0 = time.perf_counter()
+        old = self.problem
+        functions, state = self._state()
+        n = 1 + int((self.mesh_state or {}).get("index", 0))
+        self.mesh_state = save_adapted_mesh(self.out, n, mesh, old.dom, self.comm)
+        self.problem = mechanics_problem(
+            adapted_domain(self.out, self.mesh_state, self.comm), self.rc
+        )
+        self._attach()
+        targets, rows = self._targets(state["n_states"], set(functions))
+        transfer_all(functions, targets)
+        self._load(state, rows)
+        old.close()
+        self._checkpoint()
+        dt = time.perf_counter() - t0
+        self.phases["mesh_change_s"] = self.phases.get("mesh_change_s", 0.0) + dt
+        self._log(f"mesh change {n} at step {self.runner.step_no} ({dt:.1f} s)")
+        return state["position"]
 
     # -- per step --------------------------------------------------------------------------------
     def _on_accept(self, step_no: int, k: int, trial) -> None:
@@ -510,6 +579,10 @@ class Run:
         every = rc.case.output.field_every_steps
         if every and step_no % every == 0:
             pb.write_fields(self.out, f"step{step_no:05d}", s.voltage_V)
+        if self.adapt is not None:
+            mesh = self.adapt.propose(pb, step_no)
+            if mesh is not None:
+                raise MeshChange(mesh)
         stop = self.stop_after_steps is not None and step_no >= self.stop_after_steps
         signum = self.signals.agreed(self.comm) or (signal.SIGTERM if stop else 0)
         out = rc.case.output
@@ -565,7 +638,12 @@ class Run:
             resume = self._setup()
             self.t_loop = time.perf_counter()
             with self.signals:
-                self.runner.run(resume)
+                while True:
+                    try:
+                        self.runner.run(resume)
+                        break
+                    except MeshChange as change:
+                        resume = self._move_to(change.mesh)
             self.problem.write_fields(self.out, "final", self.problem.ec.voltage)
         except Interrupted as exc:
             status, signum = RunStatus.INTERRUPTED, exc.signum
