@@ -144,7 +144,7 @@ def test_refinement_keeps_tagged_volumes_and_areas():
     dom = _box(4)
     before = _tag_measures(dom.mesh, dom.cell_tags, dom.facet_tags)
     mid = dmesh.compute_midpoints(
-        dom.mesh, 3, np.arange(adapt._num_cells(dom.mesh)[1], dtype=np.int32)
+        dom.mesh, 3, np.arange(adapt.cell_counts(dom.mesh)[1], dtype=np.int32)
     )
     marked = mid[:, 0] < 0.5
     new, st = adapt.refine_domain(dom, marked)
@@ -184,7 +184,7 @@ def test_refined_interface_vertices_lie_on_the_particle_surface():
             "binder_outer_radius_um": b,
         }
     }
-    mid = dmesh.compute_midpoints(msh, 3, np.arange(adapt._num_cells(msh)[1], dtype=np.int32))
+    mid = dmesh.compute_midpoints(msh, 3, np.arange(adapt.cell_counts(msh)[1], dtype=np.int32))
     new, st = adapt.refine_domain(dom, mid[:, 0] > 0.0, info=info)
     assert st.cells_after > st.cells_before
     m = new.mesh
@@ -219,7 +219,7 @@ def test_p1_transfer_is_exact_for_nested_refinement():
     k = fem.Function(Vs)
     k.interpolate(lambda X: np.abs(X[0] - 0.5) + X[1] * X[2])  # nonlinear: its P1 interpolant
     mid = dmesh.compute_midpoints(
-        dom.mesh, 3, np.arange(adapt._num_cells(dom.mesh)[1], dtype=np.int32)
+        dom.mesh, 3, np.arange(adapt.cell_counts(dom.mesh)[1], dtype=np.int32)
     )
     new, _ = adapt.refine_domain(dom, mid[:, 1] < 0.6)
     f2 = adapt.transfer_p1(f, fem.functionspace(new.submesh, ("Lagrange", 1)))
@@ -274,7 +274,7 @@ def test_history_transfer_never_lowers_h(rule):
     old.H.x.array[:] = rng.uniform(0.0, 1.0, len(old.H.x.array))
     old.H.x.scatter_forward()
     mid = dmesh.compute_midpoints(
-        dom.mesh, 3, np.arange(adapt._num_cells(dom.mesh)[1], dtype=np.int32)
+        dom.mesh, 3, np.arange(adapt.cell_counts(dom.mesh)[1], dtype=np.int32)
     )
     new_dom, _ = adapt.refine_domain(dom, mid[:, 2] > 0.4)
     new = HistoryField(new_dom.submesh)
@@ -295,3 +295,61 @@ def test_history_transfer_never_lowers_h(rule):
     else:
         assert np.all(Hn >= lo) and np.all(Hn <= hi)
         assert COMM.allreduce(int(np.count_nonzero(Hn < hi)), op=MPI.SUM) > 0
+
+
+# -- a mesh bundle (Domain) ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def small_bundle(tmp_path_factory):
+    from pathlib import Path
+
+    from polycrack.config import GeometryConfig
+    from polycrack.physics.domain import ensure_bundle
+
+    geo = GeometryConfig.model_validate(
+        {
+            "particle": {"source": "sphere", "diameter_um": 6.0},
+            "grains": {"count": 6, "seed": 3},
+            "mesh": {"particle_size_um": 1.2, "binder_size_um": 3.0},
+        }
+    )
+    path = str(tmp_path_factory.mktemp("adapt_bundle")) if COMM.rank == 0 else None
+    return ensure_bundle(geo, Path(COMM.bcast(path, root=0)) / "b", COMM)
+
+
+@pytest.mark.mpi
+def test_refine_bundle_domain(small_bundle):
+    """A loaded bundle (ghosted run mesh, 6 grains in a binder shell) refined where x > 1 µm: a
+    Domain again, with every grain, every interface/outer vertex on r(d)/the binder sphere to
+    1e-12 µm, a particle volume at least as close to the sphere's, the particle submesh and
+    ParticleDomain.from_domain working, and a P1 field transferred exactly (linear)."""
+    from polycrack.physics.domain import Domain, load_bundle
+
+    dom = load_bundle(small_bundle, COMM)
+    info = dom.info
+    ps = info["particle_shape"]
+    shape = RadialShape(np.asarray(ps["radial_coefficients"]), int(ps["lmax"]))
+    mid = dmesh.compute_midpoints(
+        dom.mesh, 3, np.arange(adapt.cell_counts(dom.mesh)[1], dtype=np.int32)
+    )
+    new, st = adapt.refine_domain(dom, mid[:, 0] > 1.0)
+    assert isinstance(new, Domain) and st.cells_after > st.cells_before
+    m = new.mesh
+    for tag in (INTERFACE, OUTER):
+        nodes = np.unique(dmesh.entities_to_geometry(m, 2, new.facet_tags.find(tag)).ravel())
+        p = m.geometry.x[nodes]
+        r = shape.radius(p) if tag == INTERFACE else np.full(len(p), ps["binder_outer_radius_um"])
+        err = np.abs(np.linalg.norm(p, axis=1) - r).max(initial=0.0)
+        assert COMM.allreduce(err, op=MPI.MAX) < 1e-12
+    grains = set(np.concatenate(COMM.allgather(np.unique(new.cell_tags.values))).tolist())
+    assert grains == set(range(1, 7)) | {BINDER}
+    exact = 4.0 / 3.0 * np.pi * 3.0**3
+    assert abs(new.particle_volume_um3 - exact) <= abs(dom.particle_volume_um3 - exact)
+    pdom_old, pdom = ParticleDomain.from_domain(dom), ParticleDomain.from_domain(new)
+    f = fem.Function(fem.functionspace(pdom_old.submesh, ("Lagrange", 1)))
+    f.interpolate(lambda X: 0.3 + X[0] - 2 * X[2])
+    g = adapt.transfer_p1(f, fem.functionspace(pdom.submesh, ("Lagrange", 1)))
+    X = g.function_space.tabulate_dof_coordinates().T
+    # exact away from the pushed surface; pushed vertices (outside the old mesh by up to
+    # h^2/(8R)) get the extrapolated linear value, so exact there too
+    err = np.abs(g.x.array - (0.3 + X[0] - 2 * X[2])).max(initial=0.0)
+    assert COMM.allreduce(err, op=MPI.MAX) < 1e-10

@@ -18,7 +18,7 @@ Choices (measured in :mod:`polycrack.verification.adapt` and benchmarks/README.m
   unghosted mesh whose cells stay on their parent's rank, with local parent cells and parent
   facets. ``transfer_meshtag`` refuses ghosted parents, so the tags are carried over here from
   the parent maps (:func:`_transfer_tags`), then the mesh is redistributed with shared-facet
-  ghosts by the XDMF round trip of :func:`polycrack.physics.domain._reghost` (as the uniform
+  ghosts by the XDMF round trip of :func:`polycrack.physics.domain.reghost` (as the uniform
   refinement of ``load_bundle`` does).
 * history H (quadrature points, never lowered): ``rule="parent_max"`` gives every new point the
   max of H over the 4 points of the old cell that contains it; ``rule="fit"`` the P1 fit of the
@@ -28,6 +28,7 @@ Choices (measured in :mod:`polycrack.verification.adapt` and benchmarks/README.m
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import basix
@@ -38,18 +39,21 @@ from dolfinx import fem, la
 from dolfinx import mesh as dmesh
 from mpi4py import MPI
 
-from .domain import Domain, _push_to_surfaces, _reghost
+from .domain import Domain, push_to_surfaces, reghost
 from .mechanics import ParticleDomain
 
 __all__ = [
     "AdaptStats",
+    "cell_counts",
     "cell_size",
     "extrapolate_drive",
+    "grow_marks",
     "local_damage",
     "mark_cells",
     "quadrature_values",
     "refine_domain",
     "refine_mesh",
+    "sync_marks",
     "transfer_history",
     "transfer_p1",
 ]
@@ -64,11 +68,15 @@ class AdaptStats:
     marked_cells: int
     cells_before: int
     cells_after: int
+    #: dolfinx.mesh.refine (s, max over ranks)
     refine_time_s: float
+    #: tag transfer through the parent maps and surface push (s)
+    tags_time_s: float
+    #: the shared-facet redistribution (XDMF round trip) (s)
     reghost_time_s: float
 
 
-def _num_cells(msh: dmesh.Mesh) -> tuple[int, int]:
+def cell_counts(msh: dmesh.Mesh) -> tuple[int, int]:
     """(owned, owned + ghost) cells on this rank."""
     imap = msh.topology.index_map(msh.topology.dim)
     return imap.size_local, imap.size_local + imap.num_ghosts
@@ -85,7 +93,7 @@ def cell_size(msh: dmesh.Mesh, cells: np.ndarray | None = None) -> np.ndarray:
         h per cell (µm).
     """
     if cells is None:
-        cells = np.arange(_num_cells(msh)[1], dtype=np.int32)
+        cells = np.arange(cell_counts(msh)[1], dtype=np.int32)
     X = msh.geometry.x[msh.geometry.dofmaps[0][cells]]
     return np.mean([np.linalg.norm(X[:, i] - X[:, j], axis=1) for i, j in _EDGES], axis=0)
 
@@ -124,7 +132,7 @@ def quadrature_values(history, expr) -> np.ndarray:
     return out
 
 
-def _sync_cells(msh: dmesh.Mesh, marked: np.ndarray) -> np.ndarray:
+def sync_marks(msh: dmesh.Mesh, marked: np.ndarray) -> np.ndarray:
     """Owned cells' flags copied to their ghost copies on the other ranks."""
     imap = msh.topology.index_map(msh.topology.dim)
     v = la.vector(imap, 1, dtype=np.float64)
@@ -134,7 +142,7 @@ def _sync_cells(msh: dmesh.Mesh, marked: np.ndarray) -> np.ndarray:
     return v.array > 0.5
 
 
-def _grow(msh: dmesh.Mesh, marked: np.ndarray, layers: int) -> np.ndarray:
+def grow_marks(msh: dmesh.Mesh, marked: np.ndarray, layers: int) -> np.ndarray:
     """``layers`` rings of vertex neighbours added to consistent cell flags (consistent out)."""
     tdim = msh.topology.dim
     msh.topology.create_connectivity(tdim, 0)
@@ -189,8 +197,8 @@ def mark_cells(
         bool per local (owned + ghost) cell of ``dom.mesh``.
     """
     msh, sm = dom.mesh, dom.submesh
-    n_own, n_all = _num_cells(msh)
-    sub_all = _num_cells(sm)[1]
+    n_own, n_all = cell_counts(msh)
+    sub_all = cell_counts(sm)[1]
     sub_cells = np.arange(sub_all, dtype=np.int32)
     seed_sub = np.zeros(sub_all, dtype=bool)
     if phi is not None:
@@ -204,8 +212,8 @@ def mark_cells(
     parent = dom.entity_map.sub_topology_to_topology(sub_cells[seed_sub], False)
     marked = np.zeros(n_all, dtype=bool)
     marked[parent[parent < n_own]] = True
-    marked = _sync_cells(msh, marked)
-    marked = _grow(msh, marked, buffer_layers)
+    marked = sync_marks(msh, marked)
+    marked = grow_marks(msh, marked, buffer_layers)
     return marked & (cell_size(msh) > max(h_target, h_min))
 
 
@@ -218,7 +226,7 @@ def _transfer_tags(msh, ct, ft, fine, parent_cell, parent_facet):
     """Cell and facet tags of a (ghosted) parent carried to its refinement through the parent
     maps; ``fine`` must be unghosted with its cells on their parent's rank."""
     tdim = msh.topology.dim
-    _, n_all = _num_cells(msh)
+    _, n_all = cell_counts(msh)
     cval = np.zeros(n_all, dtype=np.int32)
     cval[ct.indices] = ct.values
     nf = fine.topology.index_map(tdim).size_local
@@ -260,8 +268,6 @@ def refine_mesh(msh, ct, ft, marked: np.ndarray, info: dict | None = None):
     Returns:
         (mesh, cell_tags, facet_tags, AdaptStats).
     """
-    import time
-
     comm = msh.comm
     tdim = msh.topology.dim
     t0 = time.perf_counter()
@@ -273,18 +279,20 @@ def refine_mesh(msh, ct, ft, marked: np.ndarray, info: dict | None = None):
     fine, pc, pf = dmesh.refine(
         msh, edges, partitioner=None, option=dmesh.RefinementOption.parent_cell_and_facet
     )
+    ta = time.perf_counter()
     ct2, ft2 = _transfer_tags(msh, ct, ft, fine, pc, pf)
     if info is not None:
-        _push_to_surfaces(fine, ft2, info)
+        push_to_surfaces(fine, ft2, info)
     t1 = time.perf_counter()
-    fine, ct2, ft2 = _reghost(fine, ct2, ft2)
+    fine, ct2, ft2 = reghost(fine, ct2, ft2)
     t2 = time.perf_counter()
-    n_own = _num_cells(msh)[0]
+    n_own = cell_counts(msh)[0]
     stats = AdaptStats(
         comm.allreduce(int(np.count_nonzero(marked[:n_own])), op=MPI.SUM),
         msh.topology.index_map(tdim).size_global,
         fine.topology.index_map(tdim).size_global,
-        comm.allreduce(t1 - t0, op=MPI.MAX),
+        comm.allreduce(ta - t0, op=MPI.MAX),
+        comm.allreduce(t1 - ta, op=MPI.MAX),
         comm.allreduce(t2 - t1, op=MPI.MAX),
     )
     return fine, ct2, ft2, stats
@@ -322,35 +330,59 @@ def refine_domain(dom, marked: np.ndarray, info: dict | None = None):
 # ---------------------------------------------------------------------------------------------
 
 
+def _padding(source: fem.Function, padding: float | None) -> float:
+    """The point-search padding (µm): as given, or a quarter of the source mesh's largest cell
+    (:func:`cell_size`), which exceeds the push of a surface vertex, h^2/(8R) <= h/8 for h <= R."""
+    if padding is not None:
+        return float(padding)
+    msh = source.function_space.mesh
+    return 0.25 * msh.comm.allreduce(float(cell_size(msh).max(initial=0.0)), op=MPI.MAX)
+
+
 def _interpolate(target: fem.Function, source: fem.Function, padding: float) -> None:
-    """``target`` <- ``source`` on another mesh (collective), on all local cells of the target."""
-    n_all = _num_cells(target.function_space.mesh)[1]
+    """``target`` <- ``source`` on another mesh (collective), on all local cells of the target.
+
+    Raises RuntimeError (on every rank) if an interpolation point lies farther than ``padding``
+    (µm) from the source mesh: it would silently get 0.
+    """
+    n_all = cell_counts(target.function_space.mesh)[1]
     cells = np.arange(n_all, dtype=np.int32)
     data = fem.create_interpolation_data(
         target.function_space, source.function_space, cells, padding
     )
+    lost = target.function_space.mesh.comm.allreduce(
+        int(np.count_nonzero(np.asarray(data.src_owner) < 0)), op=MPI.SUM
+    )
+    if lost:
+        raise RuntimeError(
+            f"field transfer: {lost} interpolation points farther than {padding:g} µm from the old "
+            "mesh (increase padding)"
+        )
     target.interpolate_nonmatching(source, cells, data)
     target.x.scatter_forward()
 
 
-def transfer_p1(source: fem.Function, V_new: fem.FunctionSpace, padding: float = 1e-6):
+def transfer_p1(source: fem.Function, V_new: fem.FunctionSpace, padding: float | None = None):
     """A (scalar or vector) Lagrange field interpolated onto another mesh (collective).
 
     Exact for a P1 field and a nested refinement (new vertices are edge midpoints); vertices
-    pushed onto a curved surface may lie outside the old mesh by up to ~h^2/(8R): ``padding``
-    (µm) lets the point search find the old cell anyway (the value is then extrapolated).
+    pushed onto a curved surface lie outside the old mesh by up to ~h^2/(8R): ``padding``
+    (µm; default a quarter of the largest old cell) lets the point search find the nearest old
+    cell, whose linear function is extrapolated there. A point farther away is an error.
 
     Args:
         source: the field on the old mesh.
         V_new: its space on the new mesh.
-        padding: bounding-box padding (µm).
+        padding: point-search padding (µm), None: automatic.
     """
     out = fem.Function(V_new, name=source.name)
-    _interpolate(out, source, padding)
+    _interpolate(out, source, _padding(source, padding))
     return out
 
 
-def transfer_history(old, new, rule: str = "parent_max", padding: float = 1e-6) -> dict[str, float]:
+def transfer_history(
+    old, new, rule: str = "parent_max", padding: float | None = None
+) -> dict[str, float]:
     """H of a :class:`~polycrack.physics.fracture.HistoryField` onto a refined mesh's one
     (collective; ``new.H`` is overwritten).
 
@@ -365,6 +397,7 @@ def transfer_history(old, new, rule: str = "parent_max", padding: float = 1e-6) 
     if rule not in ("parent_max", "fit"):
         raise ValueError(f"unknown history transfer rule {rule!r} (parent_max, fit)")
     sm_old = old.mesh
+    padding = _padding(old.H, padding)
     cells = old.cells
     vals = old.H.x.array[old.Q.dofmap.list[cells]]  # (cells, points)
     W = fem.functionspace(sm_old, ("DG", 0))

@@ -36,7 +36,7 @@ from mpi4py import MPI
 from polycrack.meshing.tags import GB
 from polycrack.physics import adapt
 from polycrack.physics import mechanics as M
-from polycrack.physics.fracture import effective_gb_toughness, toughness
+from polycrack.physics.fracture import effective_gb_toughness
 from polycrack.post.metrics import average_tensor
 from polycrack.problems.quasistatic import FractureSettings, QuasiStaticFracture
 
@@ -104,7 +104,7 @@ class BarRun:
             tol=TOL,
             prefix=f"adapt{BarRun.count}_",
         )
-        self.Gc = adapt.quadrature_values(self.qs.history, toughness(self.qs.gamma, GC_BULK, GC_GB))
+        self.Gc = adapt.quadrature_values(self.qs.history, self.qs.blocks.Gc)
 
     def _bcs(self, V):
         out = []
@@ -183,6 +183,7 @@ class BarRun:
                 "cells_after": st.cells_after,
                 "marked": st.marked_cells,
                 "refine_s": st.refine_time_s,
+                "tags_s": st.tags_time_s,
                 "reghost_s": st.reghost_time_s,
                 "H_integral_ratio": rec["H_integral_new"] / rec["H_integral_old"]
                 if rec["H_integral_old"] > 0
