@@ -200,6 +200,21 @@ def test_refined_interface_vertices_lie_on_the_particle_surface():
 
     exact = 4.0 / 3.0 * np.pi * a**3
     assert abs(vol(new) - exact) < abs(vol(dom) - exact)
+    # pushed interface vertices lie outside the old particle (chord error ~ h^2/(8a) = 0.03 µm):
+    # the default padding finds their cell, a tiny one is an error on every rank (not a silent 0)
+    f = fem.Function(fem.functionspace(dom.submesh, ("Lagrange", 1)))
+    f.x.array[:] = 1.0
+    V_new = fem.functionspace(new.submesh, ("Lagrange", 1))
+    assert (
+        COMM.allreduce(
+            np.abs(adapt.transfer_p1(f, V_new).x.array - 1.0).max(initial=0.0), op=MPI.MAX
+        )
+        < 1e-12
+    )
+    with pytest.raises(RuntimeError, match="farther than"):
+        adapt.transfer_p1(f, V_new, padding=1e-9)
+    with pytest.raises(ValueError, match="unknown history transfer rule"):
+        adapt.transfer_history(HistoryField(dom.submesh), HistoryField(new.submesh), rule="mean")
 
 
 # -- field transfer ---------------------------------------------------------------------------------
