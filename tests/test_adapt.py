@@ -160,6 +160,16 @@ def test_refinement_keeps_tagged_volumes_and_areas():
         assert COMM.allreduce(new.mesh.topology.index_map(3).num_ghosts, op=MPI.SUM) > 0
     grains = set(np.concatenate(COMM.allgather(np.unique(new.sub_cell_tags.values))).tolist())
     assert grains == set(range(1, 9))
+    # the size floor on a mixed mesh: phi = 1 everywhere marks exactly the particle cells
+    # coarser than the target (the unrefined half), none of the refined ones
+    one = fem.Function(fem.functionspace(new.submesh, ("Lagrange", 1)))
+    one.x.array[:] = 1.0
+    m = adapt.mark_cells(new, 0.2, phi=one, buffer_layers=0)
+    ctv = np.zeros(len(m), dtype=np.int32)
+    ctv[new.cell_tags.indices] = new.cell_tags.values
+    h = adapt.cell_size(new.mesh)
+    assert np.array_equal(m, (h > 0.2) & (ctv != BINDER))
+    assert _global(new.mesh, m) > 0 and _global(new.mesh, (h <= 0.2) & (ctv != BINDER)) > 0
     # a second round on the refined mesh
     marked2 = adapt.cell_size(new.mesh) > 0.2
     new2, st2 = adapt.refine_domain(new, marked2)
