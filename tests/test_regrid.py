@@ -19,7 +19,7 @@ import pytest
 from dolfinx import fem
 from mpi4py import MPI
 from polycrack.config import resolve_case
-from polycrack.numerics.transfer import transfer
+from polycrack.numerics.transfer import nonmatching, transfer
 from polycrack.physics.mechanics import ParticleDomain
 from polycrack.post.plots import read_table
 from polycrack.verification.mech_meshes import voronoi_sphere
@@ -114,9 +114,11 @@ def test_transfer_is_exact_for_linear_fields_and_keeps_the_history():
     fa, big, small, found = fem.Function(Va), fem.Function(Vb), fem.Function(Vb), fem.Function(Vb)
     fa.interpolate(lambda x: x[0] ** 2 + x[1] * x[2])
     transfer(fa, big, padding=1.0)
-    transfer(fa, small, padding=1e-8)
+    assert nonmatching(fa, small, padding=1e-8) > 0  # points outside the old mesh stay 0
+    with pytest.raises(RuntimeError, match="farther than 1e-08"):
+        transfer(fa, small, padding=1e-8)  # ... which transfer refuses
     fa.x.array[:] = 1.0
-    transfer(fa, found, padding=1e-8)
+    nonmatching(fa, found, padding=1e-8)
     inside = found.x.array > 0.5
     assert comm.allreduce(int(inside.sum()), op=MPI.SUM) > 0.5 * Vb.dofmap.index_map.size_global
     assert _gmax(big.x.array[inside] - small.x.array[inside]) < 1e-12

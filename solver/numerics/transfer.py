@@ -8,7 +8,8 @@ may be partitioned differently; everything here is collective.
   refinement a P1 field is carried over exactly, except at the new vertices that refinement pushes
   onto the curved particle or binder surface (outside the old chords by about h²/8R): they take
   the linear extension of an old cell within ``padding``. Points inside the old mesh always take
-  the cell that contains them (two passes, see :func:`_nonmatching`).
+  the cell that contains them (two passes, see :func:`nonmatching`). A point farther than
+  ``padding`` from the old mesh is an error (on every rank), never a silent 0.
 - Quadrature spaces (the history field H): every quadrature point of a new cell gets the largest
   old value of the old cell that contains the new cell's midpoint (the parent on a nested
   refinement). The transfer never lowers the history anywhere a parent had it, and it spreads
@@ -23,7 +24,7 @@ import numpy as np
 from dolfinx import fem
 from mpi4py import MPI
 
-__all__ = ["transfer", "space_kind"]
+__all__ = ["transfer", "space_kind", "nonmatching"]
 
 
 def space_kind(V: fem.FunctionSpace) -> str:
@@ -52,10 +53,15 @@ def _interpolate(src: fem.Function, dst: fem.Function, padding: float) -> None:
     dst.x.scatter_forward()
 
 
-def _nonmatching(src: fem.Function, dst: fem.Function, padding: float) -> None:
-    """Interpolation in two passes: the containing old cell wherever there is one, then for the
-    new points outside the old mesh the old cell found within ``padding``. (One pass with a
-    large padding may take a neighbour of the containing cell: measured on a quadratic field.)"""
+def nonmatching(src: fem.Function, dst: fem.Function, padding: float) -> int:
+    """``dst`` <- ``src`` on another mesh in two passes (collective): the old cell that contains
+    each new point wherever there is one, then for the points outside the old mesh an old cell
+    within ``padding``. One pass with a large padding may take a neighbour of the containing
+    cell (measured on a quadratic field in tests/test_regrid.py).
+
+    Returns:
+        the global number of new points found in no old cell even with ``padding`` (they are 0).
+    """
     _interpolate(src, dst, EXACT_PADDING)
     one, found = fem.Function(src.function_space), fem.Function(dst.function_space)
     one.x.array[:] = 1.0
@@ -63,10 +69,22 @@ def _nonmatching(src: fem.Function, dst: fem.Function, padding: float) -> None:
     outside = found.x.array < 0.5
     comm = dst.function_space.mesh.comm
     if comm.allreduce(int(np.count_nonzero(outside)), op=MPI.SUM) == 0:
-        return
+        return 0
     near = fem.Function(dst.function_space)
     _interpolate(src, near, padding)
     dst.x.array[outside] = near.x.array[outside]
+    _interpolate(one, found, padding)
+    bs = dst.function_space.dofmap.index_map_bs
+    n = dst.function_space.dofmap.index_map.size_local * bs
+    return comm.allreduce(int(np.count_nonzero(found.x.array[:n] < 0.5)), op=MPI.SUM)
+
+
+def _check(lost: int, padding: float) -> None:
+    if lost:
+        raise RuntimeError(
+            f"field transfer: {lost} new points lie farther than {padding:g} µm from the old "
+            "mesh (they would be 0)"
+        )
 
 
 def transfer(src: fem.Function, dst: fem.Function, padding: float = 0.5) -> None:
@@ -88,7 +106,7 @@ def transfer(src: fem.Function, dst: fem.Function, padding: float = 0.5) -> None
         dst.x.array[:] = comm.bcast(float(src.x.array[0]) if comm.rank == 0 else None, root=0)
         return
     if kind == "nodal":
-        _nonmatching(src, dst, padding)
+        _check(nonmatching(src, dst, padding), padding)
         return
     # quadrature: parent maximum through DG0 on both meshes
     Vs, Vd = src.function_space, dst.function_space
@@ -100,7 +118,7 @@ def transfer(src: fem.Function, dst: fem.Function, padding: float = 0.5) -> None
     )
     d0_src.x.scatter_forward()
     d0_dst = fem.Function(fem.functionspace(Vd.mesh, ("DG", 0)))
-    _nonmatching(d0_src, d0_dst, padding)
+    _check(nonmatching(d0_src, d0_dst, padding), padding)
     cells = _cells(Vd.mesh)
     vals = d0_dst.x.array[d0_dst.function_space.dofmap.list[cells, 0]]
     dst.x.array[Vd.dofmap.list[cells]] = vals[:, None]

@@ -207,9 +207,9 @@ def load_bundle(
     msh, ct, ft = data.mesh, data.cell_tags, data.facet_tags
     for _ in range(levels):
         msh, ct, ft = _refine(msh, ct, ft)
-        _push_to_surfaces(msh, ft, info)
+        push_to_surfaces(msh, ft, info)
     if levels > 0:
-        msh, ct, ft = _reghost(msh, ct, ft)
+        msh, ct, ft = reghost(msh, ct, ft)
     return _domain(msh, ct, ft, path, info)
 
 
@@ -248,7 +248,7 @@ def _domain(msh, ct, ft, path: Path, info: dict) -> Domain:
 def _refine(msh, ct, ft):
     """One uniform refinement with cell and facet tags carried over.
 
-    The mesh must be unghosted (``transfer_meshtag`` refuses ghosted meshes); ``_reghost``
+    The mesh must be unghosted (``transfer_meshtag`` refuses ghosted meshes); ``reghost``
     redistributes with shared-facet ghosts afterwards. Plaza splits faces by their longest edge
     and breaks exact ties by vertex number, which depends on the partition: where a tied face is
     a grain boundary touching the interface, the pushed (non-planar) interface midpoints make
@@ -268,7 +268,7 @@ def _refine(msh, ct, ft):
     return fine, ct2, ft2
 
 
-def _push_to_surfaces(msh, ft, info: dict) -> None:
+def push_to_surfaces(msh, ft, info: dict) -> None:
     """Move vertices of INTERFACE facets onto r(d) and of OUTER facets onto the binder sphere.
 
     New vertices of uniform refinement sit on chords (inside the curved surface by about
@@ -306,7 +306,7 @@ def _push_to_surfaces(msh, ft, info: dict) -> None:
         x[nodes] = p * (r / d)[:, None]
 
 
-def _reghost(msh, ct, ft):
+def reghost(msh, ct, ft):
     """Redistribute with shared-facet ghosts through an XDMF round trip (comm-shared tmp dir)."""
     import shutil
     import tempfile

@@ -6,4 +6,11 @@ runs them from the installed package; the repository's ``tests/test_verify_*.py`
 """
 
 #: modules holding verification cases (run by ``polycrack verify``)
-CASE_MODULES: tuple[str, ...] = ("electrochem", "fracture", "mechanics", "quasistatic", "spm1d")
+CASE_MODULES: tuple[str, ...] = (
+    "adapt",
+    "electrochem",
+    "fracture",
+    "mechanics",
+    "quasistatic",
+    "spm1d",
+)
