@@ -25,6 +25,7 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -305,12 +306,42 @@ class GrainsConfig(StrictModel):
     min_edge_um: Positive = 0.05
 
 
+class AdaptConfig(StrictModel):
+    """Adaptive local refinement during a run with fracture (docs/adaptivity.md).
+
+    After every ``every_steps`` accepted steps, particle cells where the phase field exceeds
+    ``phi_threshold``, or where the local AT2 damage 2Dl/(Gc + 2Dl) of the driving force
+    D = ``predictor_growth`` x max(H, psi+) exceeds ``predictor_threshold``, grow by
+    ``buffer_layers`` rings of neighbours; those larger than h_over_l x l (and than ``h_min_um``)
+    are refined (Plaza), the run continues on the new mesh with every field transferred.
+    """
+
+    phi_threshold: Fraction = 0.3
+    predictor_threshold: Fraction = 0.3
+    predictor_growth: Annotated[float, Field(ge=1.0, le=10.0)] = 1.5
+    buffer_layers: Annotated[int, Field(ge=0, le=5)] = 1
+    h_over_l: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5
+    h_min_um: Positive | None = None
+    max_unknowns: PositiveInt | None = None
+    every_steps: PositiveInt = 1
+
+
 class MeshConfig(StrictModel):
-    """Target element sizes (µm) of the gmsh mesh and uniform refinement levels in DOLFINx."""
+    """Target element sizes (µm) of the gmsh mesh, uniform refinement levels in DOLFINx and
+    (optional) adaptive refinement during the run."""
 
     particle_size_um: Positive = 0.4
     binder_size_um: Positive = 2.0
     refine_levels: Annotated[int, Field(ge=0, le=4)] = 0
+    adapt: AdaptConfig | None = None
+
+    @model_serializer(mode="wrap")
+    def _drop_unset_adapt(self, handler):
+        # a case without adaptivity dumps as before it existed: bundles built then still match
+        out = handler(self)
+        if out.get("adapt") is None:
+            out.pop("adapt", None)
+        return out
 
 
 class GeometryConfig(StrictModel):
@@ -1144,8 +1175,8 @@ def _adopt_bundle(case: Case, source: str) -> None:
 
     The run meshes nothing when a bundle is named, so the bundle's settings are what is solved
     and what run.json records; a conflicting explicit value is an error instead of being
-    silently ignored. ``mesh.refine_levels`` is the exception: refinement happens when the
-    bundle is loaded, so the case's value is used.
+    silently ignored. ``mesh.refine_levels`` and ``mesh.adapt`` are the exceptions: refinement
+    happens when the bundle is loaded or during the run, so the case's values are used.
     """
     bundle = Path(case.geometry.bundle)
     settings = read_bundle_settings(bundle)
@@ -1157,7 +1188,7 @@ def _adopt_bundle(case: Case, source: str) -> None:
         ) from None
     conflicts = []
     for key, val in _explicit(case.geometry).items():
-        if key in ("bundle", "mesh.refine_levels"):
+        if key in ("bundle", "mesh.refine_levels") or key.startswith("mesh.adapt"):
             continue
         obj: Any = stored
         for part in key.split("."):
@@ -1174,6 +1205,7 @@ def _adopt_bundle(case: Case, source: str) -> None:
     stored.bundle = bundle
     if "refine_levels" in case.geometry.mesh.model_fields_set:
         stored.mesh.refine_levels = case.geometry.mesh.refine_levels
+    stored.mesh.adapt = case.geometry.mesh.adapt  # a run-time choice, not the bundle's
     case.geometry = stored
 
 

@@ -86,8 +86,9 @@ def test_mark_threshold_buffer_and_size_floor():
     assert np.all(m1[m0]) and np.all(m2[m1])
     n0, n1, n2 = (_global(msh, m) for m in (m0, m1, m2))
     assert 0 < n0 < n1 < n2
-    # binder cells are reached by the buffer
-    assert _global(msh, m1 & (ctv == BINDER)) > 0
+    # the buffer reaches the binder, but binder cells are never marked (the conforming
+    # closure splits them as far as needed)
+    assert _global(msh, (m1 | m2) & (ctv == BINDER)) == 0
     # ghosts agree with their owners
     imap = msh.topology.index_map(tdim)
     from dolfinx import la

@@ -39,6 +39,7 @@ from dolfinx import fem, la
 from dolfinx import mesh as dmesh
 from mpi4py import MPI
 
+from ..meshing.tags import BINDER
 from ..numerics.transfer import nonmatching
 from .domain import Domain, push_to_surfaces, reghost
 from .mechanics import ParticleDomain
@@ -177,8 +178,9 @@ def mark_cells(
 
     A particle cell is a seed if phi exceeds ``phi_threshold`` at one of its vertices, or if the
     local AT2 solution :func:`local_damage` of ``drive`` exceeds ``predictor_threshold`` at one of
-    its quadrature points; seeds grow by ``buffer_layers`` rings of vertex neighbours (binder cells
-    included); of those, only cells with :func:`cell_size` > max(h_target, h_min) are marked.
+    its quadrature points; seeds grow by ``buffer_layers`` rings of vertex neighbours; of those,
+    only particle cells with :func:`cell_size` > max(h_target, h_min) are marked (binder cells
+    are split only by the conforming closure of the refinement).
 
     Args:
         dom: the domain (parent mesh, particle submesh and its entity map).
@@ -215,7 +217,11 @@ def mark_cells(
     marked[parent[parent < n_own]] = True
     marked = sync_marks(msh, marked)
     marked = grow_marks(msh, marked, buffer_layers)
-    return marked & (cell_size(msh) > max(h_target, h_min))
+    # only particle cells: binder cells next to a crack are split only as far as the conforming
+    # closure needs (marking them too refined the 4 µm binder cells twice on the 8-grain sphere)
+    particle = np.ones(n_all, dtype=bool)
+    particle[dom.cell_tags.indices[dom.cell_tags.values == BINDER]] = False
+    return marked & particle & (cell_size(msh) > max(h_target, h_min))
 
 
 # ---------------------------------------------------------------------------------------------

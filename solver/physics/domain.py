@@ -92,8 +92,8 @@ def ensure_bundle(geometry, out_dir: Path, comm: MPI.Comm = MPI.COMM_WORLD) -> P
     with collective(comm, f"mesh bundle {out}", "ensure_bundle"):
         if comm.rank == 0:
             if bundle_is_complete(out):
-                same = _read_info(out).get("settings")
-                if same != geometry.model_dump(mode="json"):
+                same = _without_adapt(_read_info(out).get("settings"))
+                if same != _without_adapt(geometry.model_dump(mode="json")):
                     raise InputError(
                         f"{out}: holds a mesh bundle for other geometry settings; "
                         "remove it or choose another output directory"
@@ -103,6 +103,13 @@ def ensure_bundle(geometry, out_dir: Path, comm: MPI.Comm = MPI.COMM_WORLD) -> P
 
                 build_bundle(geometry, out)
     return out
+
+
+def _without_adapt(settings):
+    """Geometry settings without ``mesh.adapt`` (a run-time choice: any bundle serves it)."""
+    if isinstance(settings, dict) and isinstance(settings.get("mesh"), dict):
+        return {**settings, "mesh": {k: v for k, v in settings["mesh"].items() if k != "adapt"}}
+    return settings
 
 
 def _read_info(path: Path) -> dict:

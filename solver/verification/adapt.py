@@ -39,6 +39,7 @@ from polycrack.physics import mechanics as M
 from polycrack.physics.fracture import effective_gb_toughness
 from polycrack.post.metrics import average_tensor
 from polycrack.problems.quasistatic import FractureSettings, QuasiStaticFracture
+from polycrack.verification.fracture import bar_bcs
 
 E, NU = 150.0, 0.3  # GPa
 GC_BULK, GC_GB = 0.05, 0.005  # GPa µm (50 and 5 J/m²)
@@ -107,16 +108,8 @@ class BarRun:
         self.Gc = adapt.quadrature_values(self.qs.history, self.qs.blocks.Gc)
 
     def _bcs(self, V):
-        out = []
-        for i in range(3):
-            Vi = V.sub(i).collapse()[0]
-            d = fem.locate_dofs_geometrical((V.sub(i), Vi), lambda X, i=i: np.isclose(X[i], 0.0))
-            out.append(fem.dirichletbc(0.0, d[0], V.sub(i)))
-        V0 = V.sub(0).collapse()[0]
-        d = fem.locate_dofs_geometrical((V.sub(0), V0), lambda X: np.isclose(X[0], LX))
         self.load.append(fem.Constant(V.mesh, 0.0))
-        out.append(fem.dirichletbc(self.load[-1], d[0], V.sub(0)))
-        return out
+        return bar_bcs(V, LX, self.load[-1])
 
     def set_strain(self, e: float) -> None:
         for c in self.load:

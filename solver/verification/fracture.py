@@ -25,6 +25,20 @@ from polycrack.problems.quasistatic import FractureSettings, QuasiStaticFracture
 E, NU, GC, L_PF = 150.0, 0.3, 0.05, 0.2  # GPa, -, GPa µm (50 J/m^2), µm
 
 
+def bar_bcs(V, length: float, ux) -> list:
+    """Boundary conditions of the bar tests: u_i = 0 on the face x_i = 0 (i = 0, 1, 2) and
+    u_x = ``ux`` (a Constant, µm) on the face x = ``length`` (µm)."""
+    out = []
+    for i in range(3):
+        Vi = V.sub(i).collapse()[0]
+        d = fem.locate_dofs_geometrical((V.sub(i), Vi), lambda X, i=i: np.isclose(X[i], 0.0))
+        out.append(fem.dirichletbc(0.0, d[0], V.sub(i)))
+    V0 = V.sub(0).collapse()[0]
+    d = fem.locate_dofs_geometrical((V.sub(0), V0), lambda X: np.isclose(X[0], length))
+    out.append(fem.dirichletbc(ux, d[0], V.sub(0)))
+    return out
+
+
 def _bar(split: str):
     """A 1 x 0.5 x 0.5 µm single-grain bar in uniaxial stress: rollers on x=0, y=0, z=0 and a
     prescribed u_x on x = 1 (a Constant)."""
@@ -47,15 +61,7 @@ def _bar(split: str):
     ux = fem.Constant(msh, 0.0)
 
     def bcs(V):
-        out = []
-        for i in range(3):
-            Vi = V.sub(i).collapse()[0]
-            d = fem.locate_dofs_geometrical((V.sub(i), Vi), lambda X, i=i: np.isclose(X[i], 0.0))
-            out.append(fem.dirichletbc(0.0, d[0], V.sub(i)))
-        V0 = V.sub(0).collapse()[0]
-        d = fem.locate_dofs_geometrical((V.sub(0), V0), lambda X: np.isclose(X[0], 1.0))
-        out.append(fem.dirichletbc(ux, d[0], V.sub(0)))
-        return out
+        return bar_bcs(V, 1.0, ux)
 
     qs = QuasiStaticFracture(
         dom, model, FractureSettings(GC, GC, L_PF, L_PF), bcs_factory=bcs, tol=1e-9, prefix=split

@@ -57,6 +57,9 @@ TIMESERIES_COLUMNS = (
     "psi_plus_above_H_fraction",
     "psi_plus_over_H_max",
     "binder_pressure_mean_Pa",
+    # the mesh the step was computed on (changes in runs with geometry.mesh.adapt)
+    "cells",
+    "unknowns",
 )
 
 

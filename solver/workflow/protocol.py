@@ -129,6 +129,14 @@ class ProtocolRunner:
             self.summaries.append(self.run_step(k, self.steps[k], loop))
         return self.summaries
 
+    def set_position(self, position: dict) -> None:
+        """Take a saved :attr:`position` as the current one (a run moved onto a new mesh writes
+        its checkpoint with the new runner before that runner resumes)."""
+        self._k = int(position["k"])
+        self.step_no = int(position["step_no"])
+        self.summaries = [StepSummary(**d) for d in position["summaries"]]
+        self._loop = dict(position["loop"])
+
     @property
     def position(self) -> dict:
         """JSON-able place in the protocol after the last accepted step (for checkpoints)."""

@@ -31,7 +31,7 @@ from ..numerics.transfer import transfer
 from ..physics.domain import read_mesh_xdmf, write_mesh_xdmf
 from ..physics.mechanics import ParticleDomain
 
-__all__ = ["MeshChange", "save_adapted_mesh", "adapted_domain", "transfer_all"]
+__all__ = ["AdaptPolicy", "MeshChange", "save_adapted_mesh", "adapted_domain", "transfer_all"]
 
 ADAPTED_DIR = "mesh_adapted"
 #: distance (µm) within which a new point outside the old mesh takes an old cell's value (a new
@@ -42,11 +42,12 @@ TRANSFER_PADDING_UM = 0.5
 
 
 class MeshChange(Exception):
-    """Raised from the accepted-step callback: continue the run on ``mesh``."""
+    """Raised from the accepted-step callback: continue the run on ``mesh``; ``signum``: a
+    signal (or a stop request) that arrived with that step, to stop after the move."""
 
-    def __init__(self, mesh: tuple):
+    def __init__(self, mesh: tuple, signum: int = 0):
         super().__init__("mesh change")
-        self.mesh = mesh
+        self.mesh, self.signum = mesh, int(signum)
 
 
 def save_adapted_mesh(
@@ -90,3 +91,76 @@ def transfer_all(
     """Fill every function of ``new`` from the function of the same name in ``old``."""
     for name, f in new.items():
         transfer(old[name], f, padding)
+
+
+class AdaptPolicy:
+    """The mesh-change policy of ``geometry.mesh.adapt`` (:class:`polycrack.config.AdaptConfig`).
+
+    After every ``every_steps`` accepted steps: mark with :func:`polycrack.physics.adapt.
+    mark_cells` (φ > ``phi_threshold``; local AT2 damage of ``predictor_growth`` x max(H, ψ⁺)
+    above ``predictor_threshold``; ``buffer_layers`` rings; only cells larger than
+    max(h_over_l x l, h_min_um)) and, if any cell is marked and the estimated unknowns stay under
+    ``max_unknowns``, refine them (:func:`polycrack.physics.adapt.refine_mesh`, with the
+    particle surface push of the bundle's shape when ``info`` has one). The marking reads only
+    the accepted state, so a restart marks as the uninterrupted run did.
+
+    Args:
+        cfg: the case's ``geometry.mesh.adapt``.
+        l_um: the AT2 length l (µm), for the predictor.
+        l_rule_um: the length of the resolution rule, min(l, l_γ) (µm): h_target = h_over_l x it.
+        info: the bundle's ``mesh.json`` (surface push), or None.
+    """
+
+    def __init__(self, cfg, l_um: float, l_rule_um: float, info: dict | None = None):
+        self.cfg, self.l_um, self.info = cfg, float(l_um), info
+        self.h_target_um = cfg.h_over_l * float(l_rule_um)
+        #: one entry per mesh change: step, marked cells, cells before/after, times (s)
+        self.changes: list[dict] = []
+        self.capped = False
+
+    def propose(self, problem, step_no: int):
+        """(mesh, cell tags, facet tags) to continue on, or None (collective)."""
+        from ..physics import adapt
+
+        cfg, b = self.cfg, getattr(problem, "blocks", None)
+        if b is None or b.history is None or step_no % cfg.every_steps:
+            return None
+        hist = b.history
+        psi = hist.evaluate(b.psi_plus, problem.entity_maps)
+        drive = cfg.predictor_growth * np.maximum(hist.H.x.array, psi)
+        marked = adapt.mark_cells(
+            problem.dom,
+            self.h_target_um,
+            phi=b.phi,
+            phi_threshold=cfg.phi_threshold,
+            drive=drive,
+            Gc=adapt.quadrature_values(hist, b.Gc),
+            l=self.l_um,
+            history=hist,
+            predictor_threshold=cfg.predictor_threshold,
+            buffer_layers=cfg.buffer_layers,
+            h_min=cfg.h_min_um or 0.0,
+        )
+        msh = problem.dom.mesh
+        n_own = adapt.cell_counts(msh)[0]
+        n = msh.comm.allreduce(int(np.count_nonzero(marked[:n_own])), op=MPI.SUM)
+        if n == 0:
+            return None
+        cells = msh.topology.index_map(3).size_global
+        # a marked tetrahedron becomes 8 (more where its neighbours close the refinement)
+        estimate = problem.unknowns * (cells + 7 * n) / cells
+        if cfg.max_unknowns is not None and estimate > cfg.max_unknowns:
+            self.capped = True
+            return None
+        fine, ct, ft, stats = adapt.refine_mesh(
+            msh, problem.dom.cell_tags, problem.dom.facet_tags, marked, self.info
+        )
+        self.changes.append({"step": step_no, **stats.__dict__})
+        return fine, ct, ft
+
+    def state_dict(self) -> dict:
+        return {"changes": self.changes, "capped": self.capped}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.changes = list(state.get("changes", []))
+        self.capped = bool(state.get("capped", False))

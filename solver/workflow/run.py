@@ -45,7 +45,7 @@ from . import checkpoint
 from . import lock as run_lock
 from .exports import TimeSeriesWriter, git_commit, peak_memory_mb, versions, write_json_atomic
 from .protocol import ProtocolRunner
-from .regrid import MeshChange, adapted_domain, save_adapted_mesh, transfer_all
+from .regrid import AdaptPolicy, MeshChange, adapted_domain, save_adapted_mesh, transfer_all
 from .status import RunStatus
 from .summary import case_warnings, resolution
 
@@ -222,6 +222,21 @@ def load_problem(rc: ResolvedCase, out_dir: Path, comm: MPI.Comm) -> Problem:
         return mechanics_problem(ParticleDomain.from_domain(domain), rc)
     ps = domain.particle_submesh()
     return ElectrochemProblem(ps.mesh, ps.facet_tags, rc)
+
+
+def adapt_policy(rc: ResolvedCase, out_dir: Path) -> AdaptPolicy:
+    """The policy of ``geometry.mesh.adapt``; the bundle's ``mesh.json`` gives the particle
+    shape that refined surface vertices are pushed onto."""
+    phys = rc.case.physics
+    if not (phys.mechanics and phys.fracture):
+        raise InputError(
+            "geometry.mesh.adapt: adaptive refinement follows the fracture fields; it needs "
+            "physics.mechanics and physics.fracture"
+        )
+    geo, fr = rc.case.geometry, rc.params.fracture
+    path = Path(geo.bundle if geo.bundle is not None else Path(out_dir) / "mesh") / "mesh.json"
+    info = json.loads(path.read_text()) if path.is_file() else None
+    return AdaptPolicy(geo.mesh.adapt, 1e6 * fr.l_m, 1e6 * min(fr.l_m, fr.l_gamma_m), info)
 
 
 def _collective(comm: MPI.Comm, fn):
@@ -402,6 +417,8 @@ class Run:
             self.mesh_state = adapted
         if self.problem is None:
             self.problem = load_problem(rc, self.out, comm)
+        if self.adapt is None and rc.case.geometry.mesh.adapt is not None:
+            self.adapt = adapt_policy(rc, self.out)
         self.phases["mesh_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         self.lattice = mat.LatticeStrains.from_params(rc.params, rc.lattice_table_path)
@@ -545,11 +562,12 @@ class Run:
         targets, rows = self._targets(state["n_states"], set(functions))
         transfer_all(functions, targets)
         self._load(state, rows)
+        self.runner.set_position(state["position"])
         old.close()
         self._checkpoint()
         dt = time.perf_counter() - t0
         self.phases["mesh_change_s"] = self.phases.get("mesh_change_s", 0.0) + dt
-        self._log(f"mesh change {n} at step {self.runner.step_no} ({dt:.1f} s)")
+        self._log(f"mesh change {n} after step {state['position']['step_no']} ({dt:.1f} s)")
         return state["position"]
 
     # -- per step --------------------------------------------------------------------------------
@@ -560,6 +578,8 @@ class Run:
         s = pb.ec.state()
         row = timeseries_row(step_no, k, trial, st.t, s, pb.ec, self.lattice, rc)
         row.update(obs)
+        row["cells"] = self.record["mesh"]["cells"]  # the mesh the step was computed on
+        row["unknowns"] = self.record["mesh"]["unknowns"]
         self.writer.append(row)
         if self.radial is not None:
             vals = dict(zip(pb.radial_columns, pb.radial_row(), strict=True))
@@ -579,12 +599,11 @@ class Run:
         every = rc.case.output.field_every_steps
         if every and step_no % every == 0:
             pb.write_fields(self.out, f"step{step_no:05d}", s.voltage_V)
-        if self.adapt is not None:
-            mesh = self.adapt.propose(pb, step_no)
-            if mesh is not None:
-                raise MeshChange(mesh)
+        mesh = self.adapt.propose(pb, step_no) if self.adapt is not None else None
         stop = self.stop_after_steps is not None and step_no >= self.stop_after_steps
         signum = self.signals.agreed(self.comm) or (signal.SIGTERM if stop else 0)
+        if mesh is not None:  # the move writes the checkpoint; a signal is honoured after it
+            raise MeshChange(mesh, signum)
         out = rc.case.output
         due = (
             out.checkpoint_every_steps
@@ -644,6 +663,8 @@ class Run:
                         break
                     except MeshChange as change:
                         resume = self._move_to(change.mesh)
+                        if change.signum:
+                            raise Interrupted(change.signum) from None
             self.problem.write_fields(self.out, "final", self.problem.ec.voltage)
         except Interrupted as exc:
             status, signum = RunStatus.INTERRUPTED, exc.signum
@@ -682,6 +703,8 @@ class Run:
                 "wall_time_s": dict(self.phases),
             }
         )
+        if self.adapt is not None:
+            self.record["adapt"] = self.adapt.state_dict()
         st = self.stepper
         if st is not None:
             s = st.stats
