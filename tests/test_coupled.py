@@ -11,29 +11,18 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 from polycrack.config import resolve_case
-from polycrack.physics.mechanics import ParticleDomain
 from polycrack.post.plots import read_table
-from polycrack.verification.mech_meshes import voronoi_sphere
+from polycrack.verification.mech_meshes import sphere8_case, sphere8_domain
 from polycrack.workflow.run import CoupledRun
 
 pytestmark = pytest.mark.mpi
 
-CASE = {
-    "geometry": {"particle": {"source": "sphere"}, "grains": {"count": 8}},
-    "material": {
-        "overrides": {
-            "fracture.l_m": 2.0e-6,
-            "fracture.l_gamma_m": 2.0e-6,
-            "fracture.Gc_GB_J_m2": 1.0,
-        }
-    },
-    "protocol": [
+CASE = sphere8_case(
+    [
         {"type": "cc", "c_rate": 1.0, "until_voltage_V": 3.95},
         {"type": "cv", "voltage_V": 3.95, "max_time_s": 120},
-    ],
-    "solver": {"linear": "mumps", "dt_max_s": 600.0, "dt_initial_s": 5.0},
-    "output": {"fields_at_voltages_V": [], "checkpoint_every_steps": 0},
-}
+    ]
+)
 COLUMNS = (
     "time_s",
     "voltage_V",
@@ -45,14 +34,9 @@ COLUMNS = (
 )
 
 
-def _domain(comm):
-    msh, ct, ft, axes = voronoi_sphere(n_grains=8, h_particle=2.0, h_binder=4.0, comm=comm)
-    return ParticleDomain.build(msh, ct, ft, axes)
-
-
 def _run(out, comm, case=CASE, **kw):
     rc = resolve_case(case, None)
-    return CoupledRun(rc, out, comm, dom=_domain(comm), verbose=False, **kw).run()
+    return CoupledRun(rc, out, comm, dom=sphere8_domain(comm), verbose=False, **kw).run()
 
 
 def _max_rel(a, b, col):
@@ -148,7 +132,7 @@ def test_auto_linear_picks_lu_for_small_and_fieldsplit_for_large_problems():
     assert auto_linear(AUTO_MUMPS_MAX_UNKNOWNS) == "mumps"
     assert auto_linear(AUTO_MUMPS_MAX_UNKNOWNS + 1) == "fieldsplit"
     rc = resolve_case({**CASE, "solver": {"linear": "auto"}}, None)
-    cp = CoupledProblem(_domain(MPI.COMM_SELF), rc)
+    cp = CoupledProblem(sphere8_domain(MPI.COMM_SELF), rc)
     try:
         assert cp.linear == "mumps" and 0 < cp.unknowns <= AUTO_MUMPS_MAX_UNKNOWNS
     finally:
@@ -425,7 +409,7 @@ def test_crack_area_columns_match_a_numpy_evaluation(mpi_tmp_path):
     comm = MPI.COMM_WORLD
     out = mpi_tmp_path / "run"
     rc = resolve_case(CASE, None)
-    run = CoupledRun(rc, out, comm, dom=_domain(comm), verbose=False, stop_after_steps=18)
+    run = CoupledRun(rc, out, comm, dom=sphere8_domain(comm), verbose=False, stop_after_steps=18)
     rec = run.run()
     assert rec["status"] == "interrupted"
     pb = run.problem

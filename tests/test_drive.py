@@ -17,7 +17,11 @@ from polycrack.physics import mechanics as M
 from polycrack.physics.fracture import HistoryField
 from polycrack.post.drive import DRIVE_COLUMNS, DriveDiagnostics
 from polycrack.post.plots import read_table
-from polycrack.verification.mech_meshes import sphere_in_shell, voronoi_sphere
+from polycrack.verification.mech_meshes import (
+    sphere8_case,
+    sphere8_domain,
+    sphere_in_shell,
+)
 from polycrack.workflow.exports import TIMESERIES_COLUMNS
 from polycrack.workflow.run import CoupledRun
 
@@ -83,20 +87,9 @@ def test_psi_plus_above_history_statistics():
     assert hist.growth["above_fraction"] == 0.0 and hist.growth["ratio_max"] == 0.0
 
 
-CASE = {
-    "geometry": {"particle": {"source": "sphere"}, "grains": {"count": 8}},
-    "material": {
-        "overrides": {
-            "fracture.l_m": 2.0e-6,
-            "fracture.l_gamma_m": 2.0e-6,
-            "fracture.Gc_GB_J_m2": 1.0,
-        }
-    },
-    "protocol": [{"type": "cc", "c_rate": 1.0, "until_voltage_V": 3.8}],
-    "physics": {"mode": "quasistatic"},
-    "solver": {"linear": "mumps", "dt_max_s": 600.0, "dt_initial_s": 5.0},
-    "output": {"fields_at_voltages_V": [], "checkpoint_every_steps": 0},
-}
+CASE = sphere8_case(
+    [{"type": "cc", "c_rate": 1.0, "until_voltage_V": 3.8}], physics={"mode": "quasistatic"}
+)
 
 
 def test_drive_columns_of_a_quasistatic_run(mpi_tmp_path):
@@ -105,8 +98,7 @@ def test_drive_columns_of_a_quasistatic_run(mpi_tmp_path):
     (pressure < 0) while the particle shrinks."""
     comm = MPI.COMM_WORLD
     rc = resolve_case(CASE, None)
-    msh, ct, ft, axes = voronoi_sphere(n_grains=8, h_particle=2.0, h_binder=4.0, comm=comm)
-    dom = M.ParticleDomain.build(msh, ct, ft, axes)
+    dom = sphere8_domain(comm)
     rec = CoupledRun(rc, mpi_tmp_path, comm, dom=dom, verbose=False).run()
     assert rec["status"] == "finished"
     assert set(DRIVE_COLUMNS) <= set(TIMESERIES_COLUMNS)

@@ -20,7 +20,11 @@ from polycrack.physics import mechanisms as mech
 from polycrack.post.metrics import average_tensor
 from polycrack.post.plots import read_table
 from polycrack.problems.quasistatic import FractureSettings, QuasiStaticFracture
-from polycrack.verification.mech_meshes import box_grains, voronoi_sphere
+from polycrack.verification.mech_meshes import (
+    box_grains,
+    sphere8_case,
+    sphere8_domain,
+)
 from polycrack.workflow.run import CoupledRun, Run
 
 E, NU, GC, L_PF = 150.0, 0.3, 0.05, 0.2  # GPa, -, GPa µm, µm
@@ -262,19 +266,7 @@ def test_bad_mechanism_keys_are_input_errors(physics, words):
 
 
 # -- runs: labels, and nothing changes when every option is off ----------------------------------
-CASE = {
-    "geometry": {"particle": {"source": "sphere"}, "grains": {"count": 8}},
-    "material": {
-        "overrides": {
-            "fracture.l_m": 2.0e-6,
-            "fracture.l_gamma_m": 2.0e-6,
-            "fracture.Gc_GB_J_m2": 1.0,
-        }
-    },
-    "protocol": [{"type": "cc", "c_rate": 1.0, "until_voltage_V": 3.8}],
-    "solver": {"linear": "mumps", "dt_max_s": 600.0, "dt_initial_s": 5.0},
-    "output": {"fields_at_voltages_V": [], "checkpoint_every_steps": 0},
-}
+CASE = sphere8_case([{"type": "cc", "c_rate": 1.0, "until_voltage_V": 3.8}])
 OFF = {
     "diffusivity_of_x": "none",
     "grain_heterogeneity": {"ocp_shift_std_V": 0.0, "i0_log_std": 0.0, "D_log_std": 0.0, "seed": 3},
@@ -286,8 +278,7 @@ OFF = {
 def _run(out, physics):
     comm = MPI.COMM_WORLD
     rc = resolve_case(CASE | {"physics": physics}, None)
-    msh, ct, ft, axes = voronoi_sphere(n_grains=8, h_particle=2.0, h_binder=4.0, comm=comm)
-    dom = M.ParticleDomain.build(msh, ct, ft, axes)
+    dom = sphere8_domain(comm)
     return CoupledRun(rc, out, comm, dom=dom, verbose=False).run()
 
 
@@ -338,8 +329,7 @@ def test_quasistatic_run_with_every_option_on(mpi_tmp_path):
         "toughness_of_x": "xu2017",
     }
     rc = resolve_case(CASE | {"physics": {"mode": "quasistatic", "mechanisms": mechs}}, None)
-    msh, ct, ft, axes = voronoi_sphere(n_grains=8, h_particle=2.0, h_binder=4.0, comm=comm)
-    dom = M.ParticleDomain.build(msh, ct, ft, axes)
+    dom = sphere8_domain(comm)
     pb = QuasiStaticProblem(dom, rc)
     rec = Run(rc, mpi_tmp_path, comm, problem=pb, verbose=False).run()
     assert rec["status"] == "finished"

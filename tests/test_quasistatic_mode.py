@@ -19,29 +19,18 @@ import pytest
 from mpi4py import MPI
 from polycrack.config import resolve_case
 from polycrack.physics import materials as mat
-from polycrack.physics.mechanics import ParticleDomain
 from polycrack.post.plots import read_table
-from polycrack.verification.mech_meshes import voronoi_sphere
+from polycrack.verification.mech_meshes import sphere8_case, sphere8_domain
 from polycrack.workflow.run import CoupledRun
 from polycrack.workflow.summary import QUASISTATIC_SPREAD_LIMIT, quasistatic_warning
 
-CASE = {
-    "geometry": {"particle": {"source": "sphere"}, "grains": {"count": 8}},
-    "material": {
-        "overrides": {
-            "fracture.l_m": 2.0e-6,
-            "fracture.l_gamma_m": 2.0e-6,
-            "fracture.Gc_GB_J_m2": 1.0,
-            "electrochemistry.D_m2_s": 4.0e-12,
-        }
-    },
-    "protocol": [
+CASE = sphere8_case(
+    [
         {"type": "cc", "c_rate": 1.0, "until_voltage_V": 3.95},
         {"type": "cv", "voltage_V": 3.95, "max_time_s": 120},
     ],
-    "solver": {"linear": "mumps", "dt_max_s": 600.0, "dt_initial_s": 5.0},
-    "output": {"fields_at_voltages_V": [], "checkpoint_every_steps": 0},
-}
+    overrides={"electrochemistry.D_m2_s": 4.0e-12},
+)
 COLUMNS = (
     "time_s",
     "voltage_V",
@@ -87,14 +76,9 @@ def runs():
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _domain(comm):
-    msh, ct, ft, axes = voronoi_sphere(n_grains=8, h_particle=2.0, h_binder=4.0, comm=comm)
-    return ParticleDomain.build(msh, ct, ft, axes)
-
-
 def _run(out, comm, mode, **kw):
     rc = resolve_case(CASE | {"physics": {"mode": mode}}, None)
-    return CoupledRun(rc, out, comm, dom=_domain(comm), verbose=False, **kw).run()
+    return CoupledRun(rc, out, comm, dom=sphere8_domain(comm), verbose=False, **kw).run()
 
 
 def _onset(t: dict) -> float:
@@ -176,7 +160,7 @@ def test_quasistatic_fieldsplit_keeps_the_coupled_split_names():
     from polycrack.problems.quasistatic import QuasiStaticProblem
 
     case = CASE | {"physics": {"mode": "quasistatic"}, "solver": {"linear": "fieldsplit"}}
-    pb = QuasiStaticProblem(_domain(MPI.COMM_WORLD), resolve_case(case, None))
+    pb = QuasiStaticProblem(sphere8_domain(MPI.COMM_WORLD), resolve_case(case, None))
     try:
         prefix = pb.newton.prefix
         splits = {

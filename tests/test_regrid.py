@@ -20,9 +20,8 @@ from dolfinx import fem
 from mpi4py import MPI
 from polycrack.config import resolve_case
 from polycrack.numerics.transfer import nonmatching, transfer
-from polycrack.physics.mechanics import ParticleDomain
 from polycrack.post.plots import read_table
-from polycrack.verification.mech_meshes import voronoi_sphere
+from polycrack.verification.mech_meshes import sphere8_domain, voronoi_sphere
 from polycrack.workflow.run import CoupledRun
 from test_quasistatic_mode import CASE, COLUMNS
 
@@ -51,11 +50,6 @@ class SwitchAt:
         self.done = bool(state.get("done", False))
 
 
-def _domain(comm, h=2.0):
-    msh, ct, ft, axes = voronoi_sphere(n_grains=8, h_particle=h, h_binder=4.0, comm=comm)
-    return ParticleDomain.build(msh, ct, ft, axes)
-
-
 #: the case of test_quasistatic_mode, charged to damage onset only (12 steps, the last damaging)
 PROTOCOL = [{"type": "cc", "c_rate": 1.0, "until_voltage_V": 3.86}]
 
@@ -63,7 +57,7 @@ PROTOCOL = [{"type": "cc", "c_rate": 1.0, "until_voltage_V": 3.86}]
 def _run(out, comm, **kw):
     rc = resolve_case(CASE | {"physics": {"mode": "quasistatic"}, "protocol": PROTOCOL}, None)
     kw.setdefault("adapt", SwitchAt())
-    return CoupledRun(rc, out, comm, dom=_domain(comm), verbose=False, **kw).run()
+    return CoupledRun(rc, out, comm, dom=sphere8_domain(comm), verbose=False, **kw).run()
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +87,7 @@ def test_transfer_is_exact_for_linear_fields_and_keeps_the_history():
     arrives as the maximum of the old cell that holds each new cell's midpoint, so it is
     bounded by the old extremes and a constant stays constant."""
     comm = MPI.COMM_WORLD
-    a, b = _domain(comm, 2.0), _domain(comm, 1.4)
+    a, b = sphere8_domain(comm, 2.0), sphere8_domain(comm, 1.4)
 
     def lin(x):
         return 0.3 + 0.1 * x[0] - 0.2 * x[1] + 0.05 * x[2]
@@ -152,7 +146,7 @@ def test_run_continues_on_the_new_mesh(switched):
     assert rec["status"] == "finished"
     assert rec["mesh"]["adapted_mesh"] == "mesh_adapted/mesh_001.xdmf"
     assert (path / "full" / "mesh_adapted" / "mesh_001.h5").is_file()
-    coarse = _domain(MPI.COMM_WORLD).submesh.topology.index_map(3).size_global
+    coarse = sphere8_domain(MPI.COMM_WORLD).submesh.topology.index_map(3).size_global
     assert rec["mesh"]["particle_cells"] > 1.5 * coarse
     k = int(np.flatnonzero(t["step"] == SWITCH_STEP)[0])
     dv = np.abs(np.diff(t["voltage_V"][k - 2 : k + 3]))
@@ -195,7 +189,7 @@ def _adaptive(out, comm, **kw):
     }
     case["geometry"] = {**case["geometry"], "mesh": {"adapt": ADAPT}}
     rc = resolve_case(case, None)
-    return CoupledRun(rc, out, comm, dom=_domain(comm), verbose=False, **kw).run()
+    return CoupledRun(rc, out, comm, dom=sphere8_domain(comm), verbose=False, **kw).run()
 
 
 @pytest.mark.mpi

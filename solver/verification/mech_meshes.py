@@ -201,3 +201,33 @@ def voronoi_sphere(
     seeds = np.array(pts)
     ct, ft = tag_grains_by_seeds(msh, 1, ct0, seeds)
     return msh, ct, ft, random_axes(n_grains, seed + 1000)
+
+
+def sphere8_case(protocol: list[dict], overrides: dict | None = None, **top) -> dict:
+    """The case of the driver tests on the 8-grain sphere (:func:`sphere8_domain`): l = l_γ = 2 µm,
+    Gc_GB 1 J/m², MUMPS, no field output or periodic checkpoints; ``protocol`` and extra
+    ``material.overrides`` and top-level keys (e.g. ``physics``) as given. A fresh dict."""
+    return {
+        "geometry": {"particle": {"source": "sphere"}, "grains": {"count": 8}},
+        "material": {
+            "overrides": {
+                "fracture.l_m": 2.0e-6,
+                "fracture.l_gamma_m": 2.0e-6,
+                "fracture.Gc_GB_J_m2": 1.0,
+                **(overrides or {}),
+            }
+        },
+        "protocol": [dict(p) for p in protocol],
+        **top,
+        "solver": {"linear": "mumps", "dt_max_s": 600.0, "dt_initial_s": 5.0},
+        "output": {"fields_at_voltages_V": [], "checkpoint_every_steps": 0},
+    }
+
+
+def sphere8_domain(comm: MPI.Comm = MPI.COMM_WORLD, h_particle: float = 2.0):
+    """The 8-grain sphere (R = 7 µm, binder to 10 µm, h = ``h_particle`` / 4 µm) of the driver
+    tests as a :class:`~polycrack.physics.mechanics.ParticleDomain`."""
+    from polycrack.physics.mechanics import ParticleDomain
+
+    msh, ct, ft, axes = voronoi_sphere(n_grains=8, h_particle=h_particle, h_binder=4.0, comm=comm)
+    return ParticleDomain.build(msh, ct, ft, axes)
