@@ -314,6 +314,8 @@ class AdaptConfig(StrictModel):
     D = ``predictor_growth`` x max(H, psi+) exceeds ``predictor_threshold``, grow by
     ``buffer_layers`` rings of neighbours; those larger than h_over_l x l (and than ``h_min_um``)
     are refined (Plaza), the run continues on the new mesh with every field transferred.
+    The step that marked cells is computed again on the new mesh from its start (corrector), at
+    most ``max_corrections`` times; the history field moves by ``history_transfer``.
     """
 
     phi_threshold: Fraction = 0.3
@@ -324,6 +326,8 @@ class AdaptConfig(StrictModel):
     h_min_um: Positive | None = None
     max_unknowns: PositiveInt | None = None
     every_steps: PositiveInt = 1
+    max_corrections: Annotated[int, Field(ge=0, le=5)] = 1
+    history_transfer: Literal["parent_max", "fit"] = "parent_max"
 
 
 class MeshConfig(StrictModel):

@@ -22,13 +22,14 @@ from polycrack.config import resolve_case
 from polycrack.numerics.transfer import nonmatching, transfer
 from polycrack.post.plots import read_table
 from polycrack.verification.mech_meshes import sphere8_domain, voronoi_sphere
+from polycrack.workflow.regrid import MeshPolicy
 from polycrack.workflow.run import CoupledRun
 from test_quasistatic_mode import CASE, COLUMNS
 
 SWITCH_STEP = 5
 
 
-class SwitchAt:
+class SwitchAt(MeshPolicy):
     """A mesh-change policy for tests: at step ``step`` continue on the finer mesh, once."""
 
     def __init__(self, step: int = SWITCH_STEP, h: float = 1.4):
@@ -182,12 +183,14 @@ ADAPT = {
 }
 
 
-def _adaptive(out, comm, **kw):
+def _adaptive(out, comm, until_V: float = 3.76, **adapt_and_run):
+    adapt = {k: adapt_and_run.pop(k) for k in ("max_corrections",) if k in adapt_and_run}
     case = CASE | {
         "physics": {"mode": "quasistatic"},
-        "protocol": [{"type": "cc", "c_rate": 1.0, "until_voltage_V": 3.76}],
+        "protocol": [{"type": "cc", "c_rate": 1.0, "until_voltage_V": until_V}],
     }
-    case["geometry"] = {**case["geometry"], "mesh": {"adapt": ADAPT}}
+    case["geometry"] = {**case["geometry"], "mesh": {"adapt": ADAPT | adapt}}
+    kw = adapt_and_run
     rc = resolve_case(case, None)
     return CoupledRun(rc, out, comm, dom=sphere8_domain(comm), verbose=False, **kw).run()
 
@@ -196,11 +199,12 @@ def _adaptive(out, comm, **kw):
 def test_adaptive_run_refines_where_the_crack_grows_and_restarts_exactly(mpi_tmp_path):
     """``geometry.mesh.adapt`` on the 8-grain sphere (h = 2 µm, l = 2 µm; refine where φ > 0.8
     down to h = 1.5 µm): the mesh is refined during the charge (the first change once φ_max
-    passes 0.8, under a fifth of the cells marked), ``cells``/``unknowns`` in timeseries.csv
-    follow it,
-    and a run stopped after the changes and restarted from its checkpoint on the adapted mesh
-    gives the uninterrupted time series (bit for bit in serial, 1e-10 on 2 ranks), including
-    the mesh changes after the restart."""
+    passes 0.8, under a fifth of the cells marked); the step that marked cells is computed
+    again on the new mesh (corrector, at most ``max_corrections`` = 1 time per step: a second
+    change in the same step moves its state on); ``cells``/``unknowns`` in timeseries.csv
+    follow the changes, and a run stopped after the changes and restarted from its checkpoint
+    on the adapted mesh gives the uninterrupted time series (bit for bit in serial, 1e-10 on 2
+    ranks), including the mesh changes after the restart."""
     comm = MPI.COMM_WORLD
     full = _adaptive(mpi_tmp_path / "full", comm)
     assert full["status"] == "finished"
@@ -209,9 +213,12 @@ def test_adaptive_run_refines_where_the_crack_grows_and_restarts_exactly(mpi_tmp
     t = read_table(mpi_tmp_path / "full" / "timeseries.csv")
     first = changes[0]["step"]
     k = int(np.flatnonzero(t["step"] == first)[0])
-    assert t["phi_max"][k] > ADAPT["phi_threshold"] >= t["phi_max"][k - 1]
-    assert np.all(t["cells"][: k + 1] == changes[0]["cells_before"])
-    assert t["cells"][k + 1] == changes[0]["cells_after"]
+    assert ADAPT["phi_threshold"] >= t["phi_max"][k - 1]
+    assert changes[0]["redo"] is True
+    for step in {c["step"] for c in changes}:  # at most one corrector per step
+        assert sum(c["redo"] for c in changes if c["step"] == step) <= 1
+    assert np.all(t["cells"][:k] == changes[0]["cells_before"])
+    assert t["cells"][k] == changes[0]["cells_after"]  # step k was computed again on it
     assert np.all(np.diff(t["cells"]) >= 0) and np.all(np.diff(t["unknowns"]) >= 0)
     assert changes[0]["marked_cells"] < 0.2 * changes[0]["cells_before"]  # local
     stop = changes[0]["step"] + 1  # a checkpoint on the adapted mesh; later changes follow it
@@ -226,3 +233,20 @@ def test_adaptive_run_refines_where_the_crack_grows_and_restarts_exactly(mpi_tmp
     np.testing.assert_array_equal(t["cells"], b["cells"])
     for col in ("step", "unknowns", *COLUMNS):
         np.testing.assert_allclose(b[col], t[col], rtol=rtol, atol=0.0, err_msg=col)
+
+
+@pytest.mark.mpi
+def test_adaptive_run_without_corrector_moves_the_accepted_step(mpi_tmp_path):
+    """``max_corrections: 0``: the step that marked cells is kept as computed on the old mesh
+    (its row shows the old mesh), the run continues from it on the new one; the same first
+    mesh change as with the corrector."""
+    comm = MPI.COMM_WORLD
+    rec = _adaptive(mpi_tmp_path / "r", comm, max_corrections=0)
+    assert rec["status"] == "finished"
+    change = rec["adapt"]["changes"][0]
+    assert change["redo"] is False
+    t = read_table(mpi_tmp_path / "r" / "timeseries.csv")
+    k = int(np.flatnonzero(t["step"] == change["step"])[0])
+    assert t["phi_max"][k] > ADAPT["phi_threshold"] >= t["phi_max"][k - 1]
+    assert np.all(t["cells"][: k + 1] == change["cells_before"])
+    assert t["cells"][k + 1] == change["cells_after"]

@@ -91,6 +91,8 @@ MEANING: dict[str, str] = {
     "geometry.mesh.adapt.h_min_um": "never refine cells below this mean edge (µm)",
     "geometry.mesh.adapt.max_unknowns": "no refinement that would take the unknowns beyond this (estimate)",
     "geometry.mesh.adapt.every_steps": "mark after every this many accepted steps",
+    "geometry.mesh.adapt.max_corrections": "compute a step that marked cells again on the new mesh, at most this many times (0: refine from the next step)",
+    "geometry.mesh.adapt.history_transfer": "H onto the new mesh: parent_max (never lowered) or fit (parent's linear fit, clipped to its range)",
     "geometry.bundle": "use this mesh bundle instead of meshing; its settings become the case's "
     "(a geometry key the case also gives must agree, except mesh.refine_levels)",
     "material.set": "parameter set: a shipped name (`params/<name>.yaml`) or a path",

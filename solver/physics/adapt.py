@@ -31,7 +31,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import basix
 import dolfinx_solver  # noqa: F401
 import numpy as np
 import ufl
@@ -40,7 +39,7 @@ from dolfinx import mesh as dmesh
 from mpi4py import MPI
 
 from ..meshing.tags import BINDER
-from ..numerics.transfer import nonmatching
+from ..numerics.transfer import nonmatching, transfer
 from .domain import Domain, push_to_surfaces, reghost
 from .mechanics import ParticleDomain
 
@@ -122,13 +121,21 @@ def extrapolate_drive(psi_now: np.ndarray, psi_prev: np.ndarray, factor: float) 
     return np.maximum(psi_now + factor * (psi_now - psi_prev), 0.0)
 
 
+def quadrature_expression(history, expr):
+    """``expr`` (a UFL scalar on the particle submesh) compiled at the history field's
+    quadrature points, for repeated :func:`quadrature_values`; a number stays a number."""
+    if np.isscalar(expr) or isinstance(expr, fem.Expression):
+        return expr
+    return fem.Expression(expr, history.points, comm=history.mesh.comm)
+
+
 def quadrature_values(history, expr) -> np.ndarray:
-    """A UFL scalar on the particle submesh (e.g. Gc(gamma), GPa µm) at the history field's
-    quadrature points, laid out like ``history.H.x.array``; a number is broadcast."""
+    """A UFL scalar on the particle submesh (e.g. Gc(gamma), GPa µm), or its compiled
+    :func:`quadrature_expression`, at the history field's quadrature points, laid out like
+    ``history.H.x.array``; a number is broadcast."""
     if np.isscalar(expr):
         return np.full_like(history.H.x.array, float(expr))
-    e = fem.Expression(expr, history.points, comm=history.mesh.comm)
-    vals = e.eval(history.mesh, history.cells)
+    vals = quadrature_expression(history, expr).eval(history.mesh, history.cells)
     out = np.empty_like(history.H.x.array)
     out[history.Q.dofmap.list[history.cells]] = vals.reshape(len(history.cells), -1)
     return out
@@ -394,32 +401,8 @@ def transfer_history(
     Returns:
         {"H_integral_old", "H_integral_new"} (GPa µm^3), int H dx with H's quadrature rule.
     """
-    if rule not in ("parent_max", "fit"):
-        raise ValueError(f"unknown history transfer rule {rule!r} (parent_max, fit)")
     sm_old = old.mesh
-    padding = _padding(old.H, padding)
-    cells = old.cells
-    vals = old.H.x.array[old.Q.dofmap.list[cells]]  # (cells, points)
-    W = fem.functionspace(sm_old, ("DG", 0))
-    hi = fem.Function(W)
-    hi.x.array[W.dofmap.list[cells, 0]] = vals.max(axis=1)
-    H_hi = fem.Function(new.Q)
-    _interpolate(H_hi, hi, padding)
-    if rule == "parent_max":
-        new.H.x.array[:] = H_hi.x.array
-    else:
-        lo = fem.Function(W)
-        lo.x.array[W.dofmap.list[cells, 0]] = vals.min(axis=1)
-        H_lo = fem.Function(new.Q)
-        _interpolate(H_lo, lo, padding)
-        P1 = fem.functionspace(sm_old, ("DG", 1))
-        el = basix.create_element(basix.ElementFamily.P, sm_old.basix_cell(), 1, discontinuous=True)
-        B = el.tabulate(0, old.points)[0, :, :, 0]  # (points, basis)
-        fit = fem.Function(P1)
-        fit.x.array[P1.dofmap.list[cells]] = np.linalg.solve(B, vals.T).T
-        H_fit = fem.Function(new.Q)
-        _interpolate(H_fit, fit, padding)
-        new.H.x.array[:] = np.clip(H_fit.x.array, H_lo.x.array, H_hi.x.array)
+    transfer(old.H, new.H, _padding(old.H, padding), quadrature_rule=rule)
     comm = sm_old.comm
 
     def integral(h) -> float:

@@ -31,7 +31,14 @@ from ..numerics.transfer import transfer
 from ..physics.domain import read_mesh_xdmf, write_mesh_xdmf
 from ..physics.mechanics import ParticleDomain
 
-__all__ = ["AdaptPolicy", "MeshChange", "save_adapted_mesh", "adapted_domain", "transfer_all"]
+__all__ = [
+    "MeshPolicy",
+    "AdaptPolicy",
+    "MeshChange",
+    "save_adapted_mesh",
+    "adapted_domain",
+    "transfer_all",
+]
 
 ADAPTED_DIR = "mesh_adapted"
 #: distance (µm) within which a new point outside the old mesh takes an old cell's value (a new
@@ -43,11 +50,13 @@ TRANSFER_PADDING_UM = 0.5
 
 class MeshChange(Exception):
     """Raised from the accepted-step callback: continue the run on ``mesh``; ``signum``: a
-    signal (or a stop request) that arrived with that step, to stop after the move."""
+    signal (or a stop request) that arrived with that step, to stop after the move; ``redo``:
+    move the state from before the step and compute the step again (corrector), instead of
+    moving the accepted state."""
 
-    def __init__(self, mesh: tuple, signum: int = 0):
+    def __init__(self, mesh: tuple, signum: int = 0, redo: bool = False, step_no: int = 0):
         super().__init__("mesh change")
-        self.mesh, self.signum = mesh, int(signum)
+        self.mesh, self.signum, self.redo, self.step_no = mesh, int(signum), bool(redo), step_no
 
 
 def save_adapted_mesh(
@@ -86,14 +95,46 @@ def adapted_domain(out: Path, state: dict, comm: MPI.Comm) -> ParticleDomain:
 
 
 def transfer_all(
-    old: dict[str, fem.Function], new: dict[str, fem.Function], padding: float = TRANSFER_PADDING_UM
+    old: dict[str, fem.Function],
+    new: dict[str, fem.Function],
+    padding: float = TRANSFER_PADDING_UM,
+    quadrature_rule: str = "parent_max",
 ) -> None:
-    """Fill every function of ``new`` from the function of the same name in ``old``."""
+    """Fill every function of ``new`` from the function of the same name in ``old`` (the point
+    search of each pair of spaces is done once for all functions on them)."""
+    cache: dict = {}
     for name, f in new.items():
-        transfer(old[name], f, padding)
+        transfer(old[name], f, padding, quadrature_rule, cache)
 
 
-class AdaptPolicy:
+class MeshPolicy:
+    """What the run driver asks after every accepted step (base of the mesh-change policies).
+
+    :meth:`propose` returns (mesh, cell tags, facet tags) to continue on, or None; it must be
+    collective and agree on every rank. :meth:`redo` says whether the step that proposed is
+    computed again on the new mesh (the driver then keeps a copy of each committed state: see
+    :attr:`corrects`). The state dicts go into the run's checkpoints.
+    """
+
+    #: how quadrature data (the history field) moves: polycrack.numerics.transfer.QUADRATURE_RULES
+    quadrature_rule = "parent_max"
+    #: whether :meth:`redo` can say yes
+    corrects = False
+
+    def propose(self, problem, step_no: int):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def redo(self, step_no: int) -> bool:
+        return False
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+class AdaptPolicy(MeshPolicy):
     """The mesh-change policy of ``geometry.mesh.adapt`` (:class:`polycrack.config.AdaptConfig`).
 
     After every ``every_steps`` accepted steps: mark with :func:`polycrack.physics.adapt.
@@ -114,9 +155,32 @@ class AdaptPolicy:
     def __init__(self, cfg, l_um: float, l_rule_um: float, info: dict | None = None):
         self.cfg, self.l_um, self.info = cfg, float(l_um), info
         self.h_target_um = cfg.h_over_l * float(l_rule_um)
-        #: one entry per mesh change: step, marked cells, cells before/after, times (s)
+        #: one entry per mesh change: step, marked cells, cells before/after, times (s), redo
         self.changes: list[dict] = []
         self.capped = False
+        #: [step, number of times it was computed again] of the last corrected step
+        self.redone = [0, 0]
+        self._gc_expr = None  # (problem, compiled Gc at H's points): one per problem
+
+    @property
+    def quadrature_rule(self) -> str:
+        """How the history field moves to a new mesh (``history_transfer``)."""
+        return self.cfg.history_transfer
+
+    @property
+    def corrects(self) -> bool:
+        return self.cfg.max_corrections > 0
+
+    def redo(self, step_no: int) -> bool:
+        """Whether the step ``step_no`` that has just marked cells is computed again on the new
+        mesh (at most ``max_corrections`` times per step); notes it in the last change."""
+        count = self.redone[1] if self.redone[0] == step_no else 0
+        again = count < self.cfg.max_corrections
+        if again:
+            self.redone = [step_no, count + 1]
+        if self.changes:
+            self.changes[-1]["redo"] = again
+        return again
 
     def propose(self, problem, step_no: int):
         """(mesh, cell tags, facet tags) to continue on, or None (collective)."""
@@ -134,7 +198,7 @@ class AdaptPolicy:
             phi=b.phi,
             phi_threshold=cfg.phi_threshold,
             drive=drive,
-            Gc=adapt.quadrature_values(hist, b.Gc),
+            Gc=self._gc(problem),
             l=self.l_um,
             history=hist,
             predictor_threshold=cfg.predictor_threshold,
@@ -158,9 +222,20 @@ class AdaptPolicy:
         self.changes.append({"step": step_no, **stats.__dict__})
         return fine, ct, ft
 
+    def _gc(self, problem) -> np.ndarray:
+        """Gc(γ, x) at the history field's points; the expression is compiled once per problem
+        (its values change with x, so they are evaluated at every call)."""
+        from ..physics import adapt
+
+        b = problem.blocks
+        if self._gc_expr is None or self._gc_expr[0] is not problem:
+            self._gc_expr = (problem, adapt.quadrature_expression(b.history, b.Gc))
+        return adapt.quadrature_values(b.history, self._gc_expr[1])
+
     def state_dict(self) -> dict:
-        return {"changes": self.changes, "capped": self.capped}
+        return {"changes": self.changes, "capped": self.capped, "redone": list(self.redone)}
 
     def load_state_dict(self, state: dict) -> None:
-        self.changes = list(state.get("changes", []))
+        self.changes = [dict(c) for c in state.get("changes", [])]
         self.capped = bool(state.get("capped", False))
+        self.redone = list(state.get("redone", [0, 0]))

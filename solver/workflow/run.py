@@ -262,7 +262,8 @@ class Run:
         overwrite: replace a run already in ``out_dir``.
         verbose: print one line per accepted step on rank 0.
         stop_after_steps: behave as if SIGTERM came after this many steps (tests).
-        adapt: a mesh-change policy (:mod:`polycrack.workflow.regrid`); None keeps the mesh.
+        adapt: a mesh-change policy (:class:`polycrack.workflow.regrid.MeshPolicy`); None keeps
+            the mesh.
     """
 
     def __init__(
@@ -297,6 +298,8 @@ class Run:
         self.signals = _Signals()
         self.written: set[str] = set()
         self.flat = flat_resolved(rc)
+        #: (fields, state) at the start of the step being computed, for the corrector
+        self.before: tuple[dict, dict] | None = None
 
     def _log(self, msg: str) -> None:
         if self.verbose:
@@ -545,35 +548,60 @@ class Run:
         if self.adapt is not None:
             self.adapt.load_state_dict(meta.get("adapt", {}))
 
-    def _move_to(self, mesh: tuple) -> dict:
-        """Continue the run on ``mesh`` = (mesh, cell tags, facet tags): the mesh is saved in the
-        run directory and read back (a restart reads the same file), a new problem is built on it,
-        every field, BDF state and internal field is transferred (polycrack.numerics.transfer),
-        and a checkpoint is written. Returns the protocol position to resume from."""
+    def _move_to(self, change: MeshChange) -> dict:
+        """Continue the run on ``change.mesh`` = (mesh, cell tags, facet tags): the mesh is saved
+        in the run directory and read back (a restart reads the same file), a new problem is
+        built on it, every field, BDF state and internal field is transferred
+        (polycrack.numerics.transfer), and a checkpoint is written. The accepted state moves, or
+        with ``change.redo`` the state from before the step (:attr:`before`), so that the step is
+        computed again on the new mesh. Returns the protocol position to resume from."""
         t0 = time.perf_counter()
         old = self.problem
-        functions, state = self._state()
+        if change.redo:
+            functions, state = self.before
+            state = {**state, "adapt": self.adapt.state_dict()}  # the policy never goes back
+        else:
+            functions, state = self._state()
         n = 1 + int((self.mesh_state or {}).get("index", 0))
-        self.mesh_state = save_adapted_mesh(self.out, n, mesh, old.dom, self.comm)
+        self.mesh_state = save_adapted_mesh(self.out, n, change.mesh, old.dom, self.comm)
         self.problem = mechanics_problem(
             adapted_domain(self.out, self.mesh_state, self.comm), self.rc
         )
         self._attach()
         targets, rows = self._targets(state["n_states"], set(functions))
-        transfer_all(functions, targets)
+        transfer_all(functions, targets, quadrature_rule=self.adapt.quadrature_rule)
         self._load(state, rows)
         self.runner.set_position(state["position"])
         old.close()
+        self.before = None
         self._checkpoint()
+        self._keep_before()
         dt = time.perf_counter() - t0
         self.phases["mesh_change_s"] = self.phases.get("mesh_change_s", 0.0) + dt
-        self._log(f"mesh change {n} after step {state['position']['step_no']} ({dt:.1f} s)")
+        what = "step computed again" if change.redo else "run continues"
+        self._log(
+            f"mesh change {n} after step {change.step_no}: {self.record['mesh']['cells']} cells, "
+            f"{what} from step {state['position']['step_no']} ({dt:.1f} s)"
+        )
         return state["position"]
+
+    def _keep_before(self) -> None:
+        """Keep a copy of the committed state (fields and JSON state) as :attr:`before`: the
+        start of the next step, which a corrector moves to the refined mesh and computes again.
+        Only for adaptive runs that correct steps."""
+        if self.adapt is None or not self.adapt.corrects:
+            self.before = None
+            return
+        functions, state = self._state()
+        self.before = ({k: f.copy() for k, f in functions.items()}, state)
 
     # -- per step --------------------------------------------------------------------------------
     def _on_accept(self, step_no: int, k: int, trial) -> None:
         pb, st, rc = self.problem, self.stepper, self.rc
         pb.after_accept()
+        mesh = self.adapt.propose(pb, step_no) if self.adapt is not None else None
+        if mesh is not None and self.adapt.redo(step_no):  # corrector: nothing of it is kept
+            raise MeshChange(mesh, self._stop_signal(step_no), redo=True, step_no=step_no)
         obs = pb.observables()
         s = pb.ec.state()
         row = timeseries_row(step_no, k, trial, st.t, s, pb.ec, self.lattice, rc)
@@ -599,11 +627,10 @@ class Run:
         every = rc.case.output.field_every_steps
         if every and step_no % every == 0:
             pb.write_fields(self.out, f"step{step_no:05d}", s.voltage_V)
-        mesh = self.adapt.propose(pb, step_no) if self.adapt is not None else None
-        stop = self.stop_after_steps is not None and step_no >= self.stop_after_steps
-        signum = self.signals.agreed(self.comm) or (signal.SIGTERM if stop else 0)
+        signum = self._stop_signal(step_no)
         if mesh is not None:  # the move writes the checkpoint; a signal is honoured after it
-            raise MeshChange(mesh, signum)
+            raise MeshChange(mesh, signum, step_no=step_no)
+        self._keep_before()
         out = rc.case.output
         due = (
             out.checkpoint_every_steps
@@ -616,6 +643,11 @@ class Run:
             self._checkpoint()
         if signum:
             raise Interrupted(signum)
+
+    def _stop_signal(self, step_no: int) -> int:
+        """A signal agreed by all ranks, or SIGTERM once ``stop_after_steps`` is reached, or 0."""
+        stop = self.stop_after_steps is not None and step_no >= self.stop_after_steps
+        return self.signals.agreed(self.comm) or (signal.SIGTERM if stop else 0)
 
     def _on_reject(self, msg: str) -> None:
         # a signal during a run of failing attempts (minutes each at a damage onset) must not
@@ -655,6 +687,7 @@ class Run:
         self.t_loop = time.perf_counter()
         try:
             resume = self._setup()
+            self._keep_before()
             self.t_loop = time.perf_counter()
             with self.signals:
                 while True:
@@ -662,7 +695,7 @@ class Run:
                         self.runner.run(resume)
                         break
                     except MeshChange as change:
-                        resume = self._move_to(change.mesh)
+                        resume = self._move_to(change)
                         if change.signum:
                             raise Interrupted(change.signum) from None
             self.problem.write_fields(self.out, "final", self.problem.ec.voltage)
