@@ -563,17 +563,23 @@ class Run:
         else:
             functions, state = self._state()
         n = 1 + int((self.mesh_state or {}).get("index", 0))
+        times, t1 = {}, time.perf_counter()
         self.mesh_state = save_adapted_mesh(self.out, n, change.mesh, old.dom, self.comm)
-        self.problem = mechanics_problem(
-            adapted_domain(self.out, self.mesh_state, self.comm), self.rc
-        )
+        dom = adapted_domain(self.out, self.mesh_state, self.comm)
+        times["mesh_io_s"], t1 = time.perf_counter() - t1, time.perf_counter()
+        self.problem = mechanics_problem(dom, self.rc)
         self._attach()
+        times["problem_s"], t1 = time.perf_counter() - t1, time.perf_counter()
         targets, rows = self._targets(state["n_states"], set(functions))
         transfer_all(functions, targets, quadrature_rule=self.adapt.quadrature_rule)
         self._load(state, rows)
         self.runner.set_position(state["position"])
         old.close()
         self.before = None
+        times["transfer_s"], t1 = time.perf_counter() - t1, time.perf_counter()
+        changes = getattr(self.adapt, "changes", None)
+        if changes:  # before the checkpoint, which stores the policy state
+            changes[-1].update({k: round(v, 3) for k, v in times.items()})
         self._checkpoint()
         self._keep_before()
         dt = time.perf_counter() - t0
