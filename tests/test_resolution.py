@@ -13,6 +13,7 @@ from polycrack.workflow.summary import (
     H_OVER_L_MAX,
     case_warnings,
     resolution,
+    resolution_line,
     resolution_warning,
 )
 
@@ -48,6 +49,17 @@ def test_warning_above_the_rule_only():
         assert part in msg, (part, msg)
     assert msg in case_warnings(coarse)
     assert resolution_warning(load_case(DEMO, ["physics.fracture=false"])) is None
+
+
+def test_adaptive_refinement_to_the_rule_needs_no_warning():
+    """A coarse base mesh with ``geometry.mesh.adapt`` refining to the rule: no warning, and the
+    check line names the adaptive target; an adaptive target above the rule is warned about."""
+    coarse = [f"geometry.mesh.particle_size_um={2.4 * H_OVER_L_MAX:g}"]
+    adapt = load_case(DEMO, [*coarse, "geometry.mesh.adapt.h_over_l=0.5"])
+    assert resolution_warning(adapt) is None
+    assert "adaptive: marked cells refined to h/min(l, l_gamma) = 0.5" in resolution_line(adapt)
+    loose = load_case(DEMO, [*coarse, "geometry.mesh.adapt.h_over_l=0.75"])
+    assert "geometry.mesh.adapt.h_over_l = 0.75" in resolution_warning(loose)
 
 
 def test_check_prints_the_resolution_and_warns_on_stderr():

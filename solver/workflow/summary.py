@@ -85,18 +85,32 @@ def resolution_line(rc: ResolvedCase) -> str | None:
     res = resolution(rc)
     if res is None:
         return None
-    return (
+    line = (
         f"  phase-field resolution: h = {res['h_nominal_um']:g} µm (particle_size_um / "
         f"2^refine_levels), l = {res['l_um']:g} µm, h/l = {res['h_over_l']:.3g} "
         f"(rule: h/l <= {H_OVER_L_MAX:g}, docs/convergence.md)"
     )
+    adapt = rc.case.geometry.mesh.adapt
+    if adapt is not None:
+        line += f"; adaptive: marked cells refined to h/min(l, l_gamma) = {adapt.h_over_l:g}"
+    return line
 
 
 def resolution_warning(rc: ResolvedCase) -> str | None:
-    """A warning when h/l exceeds :data:`H_OVER_L_MAX` (None otherwise)."""
+    """A warning when h/l exceeds :data:`H_OVER_L_MAX` (None otherwise); with adaptive
+    refinement, when its target h/l does."""
     res = resolution(rc)
+    adapt = rc.case.geometry.mesh.adapt
     if res is None or res["h_over_l"] <= H_OVER_L_MAX * (1 + 1e-9):
         return None
+    if adapt is not None:
+        if adapt.h_over_l <= H_OVER_L_MAX * (1 + 1e-9):
+            return None  # the base mesh is refined where the phase field is
+        return (
+            f"geometry.mesh.adapt.h_over_l = {adapt.h_over_l:g} refines damaged cells only to "
+            f"h/l = {adapt.h_over_l:g} > {H_OVER_L_MAX:g}, where the measured damage still "
+            "moves with h (docs/convergence.md)"
+        )
     need = res["l_um"] * H_OVER_L_MAX
     return (
         f"the particle mesh (h = {res['h_nominal_um']:g} µm) does not resolve the phase-field "
