@@ -312,8 +312,9 @@ class AdaptConfig(StrictModel):
     After every ``every_steps`` accepted steps, particle cells where the phase field exceeds
     ``phi_threshold``, or where the local AT2 damage 2Dl/(Gc + 2Dl) of the driving force
     D = ``predictor_growth`` x max(H, psi+) exceeds ``predictor_threshold``, grow by
-    ``buffer_layers`` rings of neighbours; those larger than h_over_l x l (and than ``h_min_um``)
-    are refined (Plaza), the run continues on the new mesh with every field transferred.
+    ``buffer_layers`` rings of neighbours; those coarser than the nominal size h_over_l x
+    min(l, l_γ) (not below ``h_min_um``; sizes as in the resolution rule, counted in halvings of
+    the base mesh) are refined (Plaza), the run continues on the new mesh with every field transferred.
     The step that marked cells is computed again on the new mesh from its start (corrector), at
     most ``max_corrections`` times; the history field moves by ``history_transfer``.
     """

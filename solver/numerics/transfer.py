@@ -56,18 +56,42 @@ def _cells(msh) -> np.ndarray:
 EXACT_PADDING = 1e-12
 
 
-def _interpolate(src: fem.Function, dst: fem.Function, padding: float, cache: dict | None) -> None:
+def _interpolate(
+    src: fem.Function,
+    dst: fem.Function,
+    padding: float,
+    cache: dict | None,
+    cells: np.ndarray | None = None,
+) -> None:
+    """``dst`` <- ``src`` on ``cells`` of dst's mesh (default: all local cells). The point
+    search depends only on the two meshes, dst's interpolation points, the cells and the
+    padding: it is cached under those, so functions of different spaces of the same element on
+    the same meshes share it."""
     Vd, Vs = dst.function_space, src.function_space
-    cells = _cells(Vd.mesh)
-    key = (id(Vd), id(Vs), padding)
+    cells = _cells(Vd.mesh) if cells is None else cells
+    key = (
+        id(Vd.mesh),
+        Vd.element.interpolation_points.tobytes(),
+        id(Vs.mesh),
+        padding,
+        hash(cells.tobytes()),
+    )
     if cache is not None and key in cache:
         data = cache[key][2]
     else:
         data = fem.create_interpolation_data(Vd, Vs, cells, padding)
-        if cache is not None:  # the spaces are kept alive with their data: ids stay unique
-            cache[key] = (Vd, Vs, data)
+        if cache is not None:  # the meshes are kept alive with their data: ids stay unique
+            cache[key] = (Vd.mesh, Vs.mesh, data)
     dst.interpolate_nonmatching(src, cells, data)
     dst.x.scatter_forward()
+
+
+def _cells_with(V: fem.FunctionSpace, entries: np.ndarray) -> np.ndarray:
+    """Local cells with at least one DOF among the flagged array ``entries`` (blocked layout)."""
+    bs = V.dofmap.index_map_bs
+    nodes = entries.reshape(-1, bs).any(axis=1)
+    cells = _cells(V.mesh)
+    return cells[nodes[V.dofmap.list[cells]].any(axis=1)].astype(np.int32)
 
 
 def nonmatching(
@@ -75,11 +99,12 @@ def nonmatching(
 ) -> int:
     """``dst`` <- ``src`` on another mesh in two passes (collective): the old cell that contains
     each new point wherever there is one, then for the points outside the old mesh an old cell
-    within ``padding``. One pass with a large padding may take a neighbour of the containing
-    cell (measured on a quadratic field in tests/test_regrid.py).
+    within ``padding`` (searched only from the new cells that have such points). One pass with
+    a large padding may take a neighbour of the containing cell (measured on a quadratic field
+    in tests/test_regrid.py).
 
-    ``cache``: a dict kept across calls between the same two meshes; the point search of a pair
-    of spaces (the costly part) is then done once per padding, not for every function.
+    ``cache``: a dict kept across calls between the same two meshes; the point search (the
+    costly part) is then done once per point set and padding, not for every function.
 
     Returns:
         the global number of new points found in no old cell even with ``padding`` (they are 0).
@@ -93,10 +118,13 @@ def nonmatching(
     comm = dst.function_space.mesh.comm
     if comm.allreduce(int(np.count_nonzero(outside)), op=MPI.SUM) == 0:
         return 0
+    cells = _cells_with(dst.function_space, outside)
     near = fem.Function(dst.function_space)
-    _interpolate(src, near, padding, cache)
+    _interpolate(src, near, padding, cache, cells)
     dst.x.array[outside] = near.x.array[outside]
-    _interpolate(one, found, padding, cache)
+    found.x.array[:] = 0.0
+    _interpolate(one, found, padding, cache, cells)
+    found.x.array[~outside] = 1.0
     bs = dst.function_space.dofmap.index_map_bs
     n = dst.function_space.dofmap.index_map.size_local * bs
     return comm.allreduce(int(np.count_nonzero(found.x.array[:n] < 0.5)), op=MPI.SUM)

@@ -139,22 +139,42 @@ class AdaptPolicy(MeshPolicy):
 
     After every ``every_steps`` accepted steps: mark with :func:`polycrack.physics.adapt.
     mark_cells` (φ > ``phi_threshold``; local AT2 damage of ``predictor_growth`` x max(H, ψ⁺)
-    above ``predictor_threshold``; ``buffer_layers`` rings; only cells larger than
-    max(h_over_l x l, h_min_um)) and, if any cell is marked and the estimated unknowns stay under
-    ``max_unknowns``, refine them (:func:`polycrack.physics.adapt.refine_mesh`, with the
-    particle surface push of the bundle's shape when ``info`` has one). The marking reads only
-    the accepted state, so a restart marks as the uninterrupted run did.
+    above ``predictor_threshold``; ``buffer_layers`` rings) the cells coarser than the target
+    and, if any cell is marked and the estimated unknowns stay under ``max_unknowns``, refine
+    them (:func:`polycrack.physics.adapt.refine_mesh`, with the particle surface push of the
+    bundle's shape when ``info`` has one). The marking reads only the accepted state, so a
+    restart marks as the uninterrupted run did.
+
+    Sizes are *nominal*, as in the resolution rule (docs/convergence.md: h = particle_size_um /
+    2^refine_levels): the target h_over_l x min(l, l_γ) (and ``h_min_um``) is a number L of
+    halvings of the base mesh's nominal size, and a cell counts as refined k times when its
+    mean edge is nearest to the base mesh's mean particle edge / 2^k (gmsh tetrahedra have a
+    mean edge ≈ 1.12 x their nominal size, and ±30 % scatter). So a marked cell is refined while
+    it is coarser than base / 2^(L − 1/2): the adapted mesh has the uniform level-L mesh's sizes
+    where it is refined, never finer.
 
     Args:
         cfg: the case's ``geometry.mesh.adapt``.
         l_um: the AT2 length l (µm), for the predictor.
-        l_rule_um: the length of the resolution rule, min(l, l_γ) (µm): h_target = h_over_l x it.
+        l_rule_um: the length of the resolution rule, min(l, l_γ) (µm).
         info: the bundle's ``mesh.json`` (surface push), or None.
+        h_nominal_um: the nominal particle size of the run's base mesh (µm); None (a mesh not
+            from a bundle): its measured mean particle edge.
     """
 
-    def __init__(self, cfg, l_um: float, l_rule_um: float, info: dict | None = None):
+    def __init__(
+        self,
+        cfg,
+        l_um: float,
+        l_rule_um: float,
+        info: dict | None = None,
+        h_nominal_um: float | None = None,
+    ):
         self.cfg, self.l_um, self.info = cfg, float(l_um), info
         self.h_target_um = cfg.h_over_l * float(l_rule_um)
+        self.h_nominal_um = h_nominal_um
+        #: mean edge (µm) of the base mesh's particle cells, measured at the first marking
+        self.base_edge_um: float | None = None
         #: one entry per mesh change: step, marked cells, cells before/after, times (s), redo
         self.changes: list[dict] = []
         self.capped = False
@@ -194,7 +214,7 @@ class AdaptPolicy(MeshPolicy):
         drive = cfg.predictor_growth * np.maximum(hist.H.x.array, psi)
         marked = adapt.mark_cells(
             problem.dom,
-            self.h_target_um,
+            self._size_threshold(problem.dom),
             phi=b.phi,
             phi_threshold=cfg.phi_threshold,
             drive=drive,
@@ -203,7 +223,7 @@ class AdaptPolicy(MeshPolicy):
             history=hist,
             predictor_threshold=cfg.predictor_threshold,
             buffer_layers=cfg.buffer_layers,
-            h_min=cfg.h_min_um or 0.0,
+            h_min=0.0,  # in the threshold
         )
         msh = problem.dom.mesh
         n_own = adapt.cell_counts(msh)[0]
@@ -222,6 +242,28 @@ class AdaptPolicy(MeshPolicy):
         self.changes.append({"step": step_no, **stats.__dict__})
         return fine, ct, ft
 
+    def levels(self) -> int:
+        """L: halvings of the nominal base size down to the target (at most to ``h_min_um``)."""
+        h0 = self.h_nominal_um or self.base_edge_um
+        need = max(0, int(np.ceil(np.log2(h0 / self.h_target_um) - 1e-9)))
+        if self.cfg.h_min_um:
+            need = min(need, max(0, int(np.floor(np.log2(h0 / self.cfg.h_min_um) + 1e-9))))
+        return need
+
+    def _size_threshold(self, dom) -> float:
+        """Mean edge (µm) above which a marked cell is refined (see the class docstring)."""
+        from ..meshing.tags import BINDER
+        from ..physics import adapt
+
+        if self.base_edge_um is None:  # the first marking is on the base mesh
+            msh, ct = dom.mesh, dom.cell_tags
+            n_own = adapt.cell_counts(msh)[0]
+            cells = ct.indices[(ct.values != BINDER) & (ct.indices < n_own)]
+            h = adapt.cell_size(msh, cells)
+            tot = msh.comm.allreduce(np.array([h.sum(), h.size]), op=MPI.SUM)
+            self.base_edge_um = float(tot[0] / tot[1])
+        return self.base_edge_um * 2.0 ** (0.5 - self.levels())
+
     def _gc(self, problem) -> np.ndarray:
         """Gc(γ, x) at the history field's points; the expression is compiled once per problem
         (its values change with x, so they are evaluated at every call)."""
@@ -233,9 +275,15 @@ class AdaptPolicy(MeshPolicy):
         return adapt.quadrature_values(b.history, self._gc_expr[1])
 
     def state_dict(self) -> dict:
-        return {"changes": self.changes, "capped": self.capped, "redone": list(self.redone)}
+        return {
+            "changes": self.changes,
+            "capped": self.capped,
+            "redone": list(self.redone),
+            "base_edge_um": self.base_edge_um,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.changes = [dict(c) for c in state.get("changes", [])]
         self.capped = bool(state.get("capped", False))
         self.redone = list(state.get("redone", [0, 0]))
+        self.base_edge_um = state.get("base_edge_um", self.base_edge_um)

@@ -236,7 +236,11 @@ def adapt_policy(rc: ResolvedCase, out_dir: Path) -> AdaptPolicy:
     geo, fr = rc.case.geometry, rc.params.fracture
     path = Path(geo.bundle if geo.bundle is not None else Path(out_dir) / "mesh") / "mesh.json"
     info = json.loads(path.read_text()) if path.is_file() else None
-    return AdaptPolicy(geo.mesh.adapt, 1e6 * fr.l_m, 1e6 * min(fr.l_m, fr.l_gamma_m), info)
+    size = ((info or {}).get("settings") or {}).get("mesh", {}).get("particle_size_um")
+    h_nominal = size / 2**geo.mesh.refine_levels if size else None  # None: no bundle
+    return AdaptPolicy(
+        geo.mesh.adapt, 1e6 * fr.l_m, 1e6 * min(fr.l_m, fr.l_gamma_m), info, h_nominal
+    )
 
 
 def _collective(comm: MPI.Comm, fn):
