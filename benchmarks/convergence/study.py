@@ -53,6 +53,7 @@ BASE_L_UM = 0.8
 GC_AT_BASE = (50.0, 5.0)  # J/m^2 (bulk, GB) at l = 0.8 µm: the demo's pair
 PHI_ONSET = 0.95
 VOLTAGES = (3.8, 4.0, 4.2, 4.5)  # 3.8 V: reached by every refined run so far
+OVR = "material.overrides."
 COMMON = ("physics.mode=quasistatic", "solver.dt_max_s=36000")
 
 
@@ -62,10 +63,12 @@ def spec(level: int, l_um: float, tau: float, seed: int = 1) -> tuple[str, list[
     sets = [
         *COMMON,
         f"geometry.mesh.refine_levels={level}",
-        f"fracture.l_m={l_um * 1e-6:.6g}",
-        f"fracture.l_gamma_m={l_um * 1e-6:.6g}",
-        f"fracture.Gc_bulk_J_m2={GC_AT_BASE[0] * scale:.6g}",
-        f"fracture.Gc_GB_J_m2={GC_AT_BASE[1] * scale:.6g}",
+        # as the case's material overrides, which replace the demo's own pair: the study does not
+        # move (and its checkpoints stay valid) when examples/demo.yaml changes its l
+        f"{OVR}fracture.l_m={l_um * 1e-6:.6g}",
+        f"{OVR}fracture.l_gamma_m={l_um * 1e-6:.6g}",
+        f"{OVR}fracture.Gc_bulk_J_m2={GC_AT_BASE[0] * scale:.6g}",
+        f"{OVR}fracture.Gc_GB_J_m2={GC_AT_BASE[1] * scale:.6g}",
         f"physics.phase_field_relaxation_s={tau:g}",
     ]
     if seed != 1:
@@ -108,7 +111,7 @@ def summarise(label: str, sets: list[str], run_dir: Path) -> dict:
         "status": rec["status"],
         "refine_levels": int(val["geometry.mesh.refine_levels"]),
         "h_nominal_um": BASE_H_UM / 2 ** int(val["geometry.mesh.refine_levels"]),
-        "l_um": round(float(val["fracture.l_m"]) * 1e6, 9),
+        "l_um": round(float(val.get("fracture.l_m") or val[OVR + "fracture.l_m"]) * 1e6, 9),
         "tau_s": float(val["physics.phase_field_relaxation_s"]),
         "seed": int(val.get("geometry.grains.seed", 1)),
         "cells": mesh.get("cells"),
