@@ -28,7 +28,7 @@ from __future__ import annotations
 import basix
 import dolfinx_solver  # noqa: F401  (MPI before dolfinx)
 import numpy as np
-from dolfinx import fem
+from dolfinx import fem, geometry
 from mpi4py import MPI
 
 __all__ = ["transfer", "space_kind", "nonmatching", "QUADRATURE_RULES"]
@@ -94,14 +94,76 @@ def _cells_with(V: fem.FunctionSpace, entries: np.ndarray) -> np.ndarray:
     return cells[nodes[V.dofmap.list[cells]].any(axis=1)].astype(np.int32)
 
 
+def _owners(Vs: fem.FunctionSpace, points: np.ndarray, padding: float, cache: dict):
+    """Ownership of ``points`` in Vs's mesh (cached per point set, source mesh and padding):
+    (owner rank per point or -1, received points' sender ranks, points and local cells)."""
+    key = ("points", hash(points.tobytes()), points.shape, id(Vs.mesh), padding)
+    if key not in cache:
+        data = geometry.determine_point_ownership(Vs.mesh, points, padding)
+        cache[key] = (
+            Vs.mesh,
+            np.asarray(data.src_owner, dtype=np.int32),
+            np.asarray(data.dest_owner, dtype=np.int32),
+            np.asarray(data.dest_points, dtype=np.float64).reshape(-1, 3),
+            np.asarray(data.dest_cells, dtype=np.int32),
+        )
+    return cache[key][1:]
+
+
+def _eval_points(
+    src: fem.Function, points: np.ndarray, padding: float, cache: dict
+) -> tuple[np.ndarray, np.ndarray]:
+    """``src`` at ``points`` of this rank, evaluated by the ranks whose cells contain them
+    (collective). Returns (values (n, value size), found mask)."""
+    comm = src.function_space.mesh.comm
+    owner, senders, dpts, dcells = _owners(src.function_space, points, padding, cache)
+    vs = int(np.prod(src.function_space.value_shape, dtype=int))
+    vals = src.eval(dpts, dcells).reshape(-1, vs) if dcells.size else np.zeros((0, vs))
+    # the owner received each rank's points in that rank's order: send the values back so
+    send = [vals[senders == r] for r in range(comm.size)]
+    recv = comm.alltoall(send)
+    out = np.zeros((points.shape[0], vs))
+    for r in range(comm.size):
+        out[owner == r] = recv[r]
+    return out, owner >= 0
+
+
+def _nodal(src: fem.Function, dst: fem.Function, padding: float, cache: dict) -> int:
+    """Two-pass transfer into a Lagrange / DG space, one point per owned node; returns the
+    global number of nodes not found within ``padding``."""
+    Vd = dst.function_space
+    comm = Vd.mesh.comm
+    n = Vd.dofmap.index_map.size_local
+    key = ("coords", id(Vd.mesh), Vd.element.interpolation_points.tobytes())
+    if key not in cache:
+        cache[key] = (Vd.mesh, np.ascontiguousarray(Vd.tabulate_dof_coordinates()[:n]))
+    pts = cache[key][1]
+    vals, found = _eval_points(src, pts, EXACT_PADDING, cache)
+    outside = np.flatnonzero(~found)
+    lost = 0
+    if comm.allreduce(outside.size, op=MPI.SUM):
+        near, ok = _eval_points(src, np.ascontiguousarray(pts[outside]), padding, cache)
+        vals[outside] = near
+        lost = comm.allreduce(int(np.count_nonzero(~ok)), op=MPI.SUM)
+    bs = Vd.dofmap.index_map_bs
+    dst.x.array[: n * bs] = vals.reshape(n, bs).ravel()
+    dst.x.scatter_forward()
+    return lost
+
+
 def nonmatching(
     src: fem.Function, dst: fem.Function, padding: float, cache: dict | None = None
 ) -> int:
     """``dst`` <- ``src`` on another mesh in two passes (collective): the old cell that contains
     each new point wherever there is one, then for the points outside the old mesh an old cell
-    within ``padding`` (searched only from the new cells that have such points). One pass with
-    a large padding may take a neighbour of the containing cell (measured on a quadratic field
-    in tests/test_regrid.py).
+    within ``padding`` (searched only for those points). One pass with a large padding may take
+    a neighbour of the containing cell (measured on a quadratic field in tests/test_regrid.py).
+
+    A Lagrange or DG destination is filled node by node: each owned node's point is located
+    once (:func:`dolfinx.geometry.determine_point_ownership`) and the old function is evaluated
+    there by the rank that owns the old cell. A quadrature destination goes through
+    :meth:`dolfinx.fem.Function.interpolate_nonmatching` (every cell's points: a node shared by
+    20 tetrahedra would be located 20 times).
 
     ``cache``: a dict kept across calls between the same two meshes; the point search (the
     costly part) is then done once per point set and padding, not for every function.
@@ -110,6 +172,8 @@ def nonmatching(
         the global number of new points found in no old cell even with ``padding`` (they are 0).
     """
     cache = {} if cache is None else cache
+    if space_kind(dst.function_space) == "nodal":
+        return _nodal(src, dst, padding, cache)
     _interpolate(src, dst, EXACT_PADDING, cache)
     one, found = fem.Function(src.function_space), fem.Function(dst.function_space)
     one.x.array[:] = 1.0
