@@ -320,7 +320,7 @@ class AdaptConfig(StrictModel):
     """
 
     phi_threshold: Fraction = 0.3
-    predictor_threshold: Fraction = 0.3
+    predictor_threshold: Fraction | None = 0.3
     predictor_growth: Annotated[float, Field(ge=1.0, le=10.0)] = 1.5
     buffer_layers: Annotated[int, Field(ge=0, le=5)] = 1
     h_over_l: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5

@@ -184,7 +184,8 @@ ADAPT = {
 
 
 def _adaptive(out, comm, until_V: float = 3.76, **adapt_and_run):
-    adapt = {k: adapt_and_run.pop(k) for k in ("max_corrections",) if k in adapt_and_run}
+    keys = ("max_corrections", "predictor_threshold")
+    adapt = {k: adapt_and_run.pop(k) for k in keys if k in adapt_and_run}
     case = CASE | {
         "physics": {"mode": "quasistatic"},
         "protocol": [{"type": "cc", "c_rate": 1.0, "until_voltage_V": until_V}],
@@ -238,10 +239,10 @@ def test_adaptive_run_refines_where_the_crack_grows_and_restarts_exactly(mpi_tmp
 @pytest.mark.mpi
 def test_adaptive_run_without_corrector_moves_the_accepted_step(mpi_tmp_path):
     """``max_corrections: 0``: the step that marked cells is kept as computed on the old mesh
-    (its row shows the old mesh), the run continues from it on the new one; the same first
-    mesh change as with the corrector."""
+    (its row shows the old mesh), the run continues from it on the new one; the first mesh
+    change comes once φ passes its threshold (here with the predictor off: null)."""
     comm = MPI.COMM_WORLD
-    rec = _adaptive(mpi_tmp_path / "r", comm, max_corrections=0)
+    rec = _adaptive(mpi_tmp_path / "r", comm, max_corrections=0, predictor_threshold=None)
     assert rec["status"] == "finished"
     change = rec["adapt"]["changes"][0]
     assert change["redo"] is False

@@ -84,7 +84,7 @@ MEANING: dict[str, str] = {
     "geometry.mesh.binder_size_um": "element size the binder shell grows to outside the particle (gmsh)",
     "geometry.mesh.refine_levels": "uniform refinements in DOLFINx after loading (×8 cells each)",
     "geometry.mesh.adapt.phi_threshold": "refine particle cells where φ exceeds this at a vertex",
-    "geometry.mesh.adapt.predictor_threshold": "... or where the local AT2 damage 2Dl/(Gc + 2Dl) of the predicted drive D exceeds this",
+    "geometry.mesh.adapt.predictor_threshold": "... or where the local AT2 damage 2Dl/(Gc + 2Dl) of the predicted drive D exceeds this (null: no predictor)",
     "geometry.mesh.adapt.predictor_growth": "D = this × max(H, ψ⁺): refine ahead of a growing driving force",
     "geometry.mesh.adapt.buffer_layers": "rings of vertex neighbours added to the marked cells",
     "geometry.mesh.adapt.h_over_l": "refine marked cells to the nominal size h = this × min(l, l_γ) (the halving of the base mesh at or below it; docs/adaptivity.md)",

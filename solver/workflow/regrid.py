@@ -210,18 +210,20 @@ class AdaptPolicy(MeshPolicy):
         if b is None or b.history is None or step_no % cfg.every_steps:
             return None
         hist = b.history
-        psi = hist.evaluate(b.psi_plus, problem.entity_maps)
-        drive = cfg.predictor_growth * np.maximum(hist.H.x.array, psi)
+        drive = None  # predictor_threshold null: marking by the phase field alone
+        if cfg.predictor_threshold is not None:
+            psi = hist.evaluate(b.psi_plus, problem.entity_maps)
+            drive = cfg.predictor_growth * np.maximum(hist.H.x.array, psi)
         marked = adapt.mark_cells(
             problem.dom,
             self._size_threshold(problem.dom),
             phi=b.phi,
             phi_threshold=cfg.phi_threshold,
             drive=drive,
-            Gc=self._gc(problem),
+            Gc=self._gc(problem) if drive is not None else None,
             l=self.l_um,
             history=hist,
-            predictor_threshold=cfg.predictor_threshold,
+            predictor_threshold=cfg.predictor_threshold or 1.0,
             buffer_layers=cfg.buffer_layers,
             h_min=0.0,  # in the threshold
         )
