@@ -77,6 +77,24 @@ def test_plot_writes_all_figures(tmp_path, crack_area):
         assert ts["crack_area_um2"][3] == 6.0 and ts["phi_max"][10] == 1.0
 
 
+def test_adaptive_run_gets_a_mesh_figure(tmp_path):
+    """A run whose ``cells`` column changes (adaptive refinement) gets mesh.png; a run on one
+    mesh does not."""
+    d = _run_dir(tmp_path)
+    lines = (d / "timeseries.csv").read_text().splitlines()
+    lines[0] += ",cells,unknowns"
+    lines[1:] = [
+        f"{ln},{1000 if i < 12 else 3000},{700 if i < 12 else 2100}"
+        for i, ln in enumerate(lines[1:])
+    ]
+    (d / "timeseries.csv").write_text("\n".join(lines) + "\n")
+    assert "mesh.png" in [p.name for p in plot_run(d)]
+    lines[1:] = [",".join(ln.split(",")[:-2] + ["1000", "700"]) for ln in lines[1:]]
+    (d / "timeseries.csv").write_text("\n".join(lines) + "\n")
+    (d / "figures" / "mesh.png").unlink()
+    assert "mesh.png" not in [p.name for p in plot_run(d)]
+
+
 def test_plot_cli_and_errors(tmp_path, capsys):
     d = _run_dir(tmp_path)
     assert main(["plot", str(d), "-o", str(tmp_path / "figs")]) == 0

@@ -115,6 +115,20 @@ def plot_run(run_dir: Path, out: Path | None = None) -> list[Path]:
         plt.close(fig)
         paths.append(p)
 
+    cells = ts.get("cells")
+    if cells is not None and np.nanmax(cells) > np.nanmin(cells):  # an adaptive run
+        fig, a = plt.subplots(figsize=(5.5, 4), constrained_layout=True)
+        a.step(ts["voltage_V"], cells, "k-", where="post", label="cells")
+        if "unknowns" in ts:
+            a.step(ts["voltage_V"], ts["unknowns"], "C0--", where="post", label="unknowns")
+        a.set(xlabel="voltage (V)", ylabel="count", title="adaptive mesh (the step's mesh)")
+        a.legend()
+        a.grid(alpha=0.3)
+        p = out / "mesh.png"
+        fig.savefig(p, dpi=120)
+        plt.close(fig)
+        paths.append(p)
+
     rad = run_dir / "radial_damage.csv"
     if rad.is_file():
         rd = read_table(rad)
