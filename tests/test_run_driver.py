@@ -155,6 +155,21 @@ def test_checkpoints_of_older_versions_restart_with_the_defaults_of_added_keys()
     assert restart_changes(old, new, set()) == {}
 
 
+def test_adaptive_checkpoints_before_the_corrector_continue_only_without_it():
+    """An adaptive run's checkpoint from before geometry.mesh.adapt.max_corrections existed (it
+    moved the accepted state) continues with max_corrections 0, and is refused with the new
+    default 1 (the key is named)."""
+    from polycrack.workflow.run import flat_resolved
+
+    demo = str(REPO / "examples" / "demo.yaml")
+    new = flat_resolved(load_case(demo, ["geometry.mesh.adapt.max_corrections=0"]))
+    old = {k: v for k, v in new.items() if not k.endswith(("max_corrections", "history_transfer"))}
+    assert restart_changes(old, new, set()) == {}
+    default = flat_resolved(load_case(demo, ["geometry.mesh.adapt.phi_threshold=0.3"]))
+    with pytest.raises(InputError, match="adapt.max_corrections: 0 -> 1"):
+        restart_changes(old, default, set())
+
+
 @pytest.mark.serial
 def test_run_directory_is_not_overwritten_without_asking(tmp_path, capsys):
     case = _case(tmp_path / "case.yaml")

@@ -69,6 +69,10 @@ ADDED_KEYS = {
     "case.physics.mechanisms.diffusivity_of_x": "none",
     "case.physics.mechanisms.gb_eigenstrain_weight": False,
     "case.physics.mechanisms.toughness_of_x": "none",
+    # adaptive runs before the corrector: they moved the accepted state (continue one with
+    # geometry.mesh.adapt.max_corrections: 0)
+    "case.geometry.mesh.adapt.max_corrections": 0,
+    "case.geometry.mesh.adapt.history_transfer": "parent_max",
 }
 #: this many accepted steps in a row shorter than STALL_DT_S print the problem's stall hint
 STALL_STEPS, STALL_DT_S = 20, 1.0
