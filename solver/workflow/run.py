@@ -567,7 +567,12 @@ class Run:
         old = self.problem
         if change.redo:
             functions, state = self.before
-            state = {**state, "adapt": self.adapt.state_dict()}  # the policy never goes back
+            # the policy never goes back; the work counters keep the discarded attempt (only
+            # the kept steps count as accepted)
+            kept = state["stats"]
+            work = {k: v for k, v in self.stepper.stats.__dict__.items() if k != "log"}
+            work.update({k: kept[k] for k in ("accepted", "newton_iterations_accepted")})
+            state = {**state, "adapt": self.adapt.state_dict(), "stats": work}
         else:
             functions, state = self._state()
         n = 1 + int((self.mesh_state or {}).get("index", 0))
