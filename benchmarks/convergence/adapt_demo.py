@@ -43,6 +43,14 @@ ADAPT = {
         "buffer_layers": 1,
         "h_over_l": 0.5,
     },
+    # the same with the history moved by the clipped linear fit instead of the parent maximum
+    "adapt_phi0.8_fit_l0.8_tau10_seed1": {
+        "phi_threshold": 0.8,
+        "predictor_threshold": None,
+        "buffer_layers": 1,
+        "h_over_l": 0.5,
+        "history_transfer": "fit",
+    },
     # ... or where the local AT2 damage of 1.5 x max(H, ψ⁺) > 0.8 (stopped at 3.81 V: it had
     # refined 87 % of the uniform level-1 mesh's cells)
     "adapt_l0.8_tau10_seed1": {
