@@ -251,3 +251,40 @@ def test_adaptive_run_without_corrector_moves_the_accepted_step(mpi_tmp_path):
     assert t["phi_max"][k] > ADAPT["phi_threshold"] >= t["phi_max"][k - 1]
     assert np.all(t["cells"][: k + 1] == change["cells_before"])
     assert t["cells"][k + 1] == change["cells_after"]
+
+
+@pytest.mark.mpi
+def test_adaptive_sizes_are_levels_of_the_base_mesh():
+    """The target h = h_over_l x l is a number of halvings of the base mesh's nominal size, and
+    a cell's level is read from its mean edge against the base mesh's: with the target one
+    halving below the base, every base particle cell is coarser than the threshold and the
+    uniformly refined mesh's cells are not (comparing mean edges with the nominal target
+    directly, as before, marks most of the refined cells again: checked as the control)."""
+    from polycrack.config import AdaptConfig
+    from polycrack.meshing.tags import BINDER
+    from polycrack.physics import adapt
+    from polycrack.workflow.regrid import AdaptPolicy
+
+    comm = MPI.COMM_WORLD
+    dom = sphere8_domain(comm, h_particle=2.0)
+    pol = AdaptPolicy(AdaptConfig(h_over_l=0.5), 2.0, 2.0, None, h_nominal_um=2.0)
+    assert pol.levels() == 1
+    threshold = pol.size_threshold(dom)
+    assert AdaptPolicy(AdaptConfig(h_over_l=0.3), 2.0, 2.0, None, 2.0).levels() == 2
+    capped = AdaptPolicy(AdaptConfig(h_over_l=0.3, h_min_um=1.0), 2.0, 2.0, None, 2.0)
+    assert capped.levels() == 1
+
+    def particle_sizes(d):
+        n_own = adapt.cell_counts(d.mesh)[0]
+        ct = d.cell_tags
+        cells = ct.indices[(ct.values != BINDER) & (ct.indices < n_own)]
+        return adapt.cell_size(d.mesh, cells)
+
+    def share_above(h, t):
+        n = comm.allreduce(np.array([np.count_nonzero(h > t), h.size]), op=MPI.SUM)
+        return n[0] / n[1]
+
+    fine, _ = adapt.refine_domain(dom, np.ones(adapt.cell_counts(dom.mesh)[1], dtype=bool))
+    assert share_above(particle_sizes(dom), threshold) > 0.9
+    assert share_above(particle_sizes(fine), threshold) < 0.02
+    assert share_above(particle_sizes(fine), 0.5 * 2.0) > 0.3  # the old rule: refine again

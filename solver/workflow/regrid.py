@@ -216,7 +216,7 @@ class AdaptPolicy(MeshPolicy):
             drive = cfg.predictor_growth * np.maximum(hist.H.x.array, psi)
         marked = adapt.mark_cells(
             problem.dom,
-            self._size_threshold(problem.dom),
+            self.size_threshold(problem.dom),
             phi=b.phi,
             phi_threshold=cfg.phi_threshold,
             drive=drive,
@@ -252,7 +252,7 @@ class AdaptPolicy(MeshPolicy):
             need = min(need, max(0, int(np.floor(np.log2(h0 / self.cfg.h_min_um) + 1e-9))))
         return need
 
-    def _size_threshold(self, dom) -> float:
+    def size_threshold(self, dom) -> float:
         """Mean edge (µm) above which a marked cell is refined (see the class docstring)."""
         from ..meshing.tags import BINDER
         from ..physics import adapt
