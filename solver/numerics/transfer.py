@@ -119,7 +119,7 @@ def _eval_points(
     owner, senders, dpts, dcells = _owners(src.function_space, points, padding, cache)
     vs = int(np.prod(src.function_space.value_shape, dtype=int))
     vals = src.eval(dpts, dcells).reshape(-1, vs) if dcells.size else np.zeros((0, vs))
-    # the owner received each rank's points in that rank's order: send the values back so
+    # the owner received each rank's points in that rank's order; the values go back in it
     send = [vals[senders == r] for r in range(comm.size)]
     recv = comm.alltoall(send)
     out = np.zeros((points.shape[0], vs))
@@ -159,9 +159,10 @@ def nonmatching(
     within ``padding`` (searched only for those points). One pass with a large padding may take
     a neighbour of the containing cell (measured on a quadratic field in tests/test_regrid.py).
 
-    A Lagrange or DG destination is filled node by node: each owned node's point is located
-    once (:func:`dolfinx.geometry.determine_point_ownership`) and the old function is evaluated
-    there by the rank that owns the old cell. A quadrature destination goes through
+    A continuous Lagrange or a DG0 destination is filled node by node: each owned node's point
+    is located once (:func:`dolfinx.geometry.determine_point_ownership`) and the old function
+    is evaluated there by the rank that owns the old cell. Other destinations (quadrature, DG of
+    degree ≥ 1, whose nodes on a cell's boundary belong to that cell) go through
     :meth:`dolfinx.fem.Function.interpolate_nonmatching` (every cell's points: a node shared by
     20 tetrahedra would be located 20 times).
 
@@ -172,7 +173,10 @@ def nonmatching(
         the global number of new points found in no old cell even with ``padding`` (they are 0).
     """
     cache = {} if cache is None else cache
-    if space_kind(dst.function_space) == "nodal":
+    el = dst.function_space.ufl_element()
+    if space_kind(dst.function_space) == "nodal" and (
+        not el.discontinuous or el.embedded_superdegree == 0
+    ):
         return _nodal(src, dst, padding, cache)
     _interpolate(src, dst, EXACT_PADDING, cache)
     one, found = fem.Function(src.function_space), fem.Function(dst.function_space)
