@@ -95,6 +95,13 @@ def adapt_columns(run_dir: Path) -> dict:
         "mesh_change_s": rec.get("wall_time_s", {}).get("mesh_change_s"),
         "changes": changes,
     }
+    upto = ts["voltage_V"] <= 4.0
+    out["steps_to_4.0V"] = int(upto.sum())
+    out["newton_accepted_to_4.0V"] = int(np.nansum(ts["newton_iterations"][upto]))
+    for lo, hi in ((3.8, 3.9), (3.9, 4.0)):
+        win = (ts["voltage_V"] > lo) & (ts["voltage_V"] <= hi)
+        out[f"steps_{lo}_{hi}V"] = int(win.sum())
+        out[f"median_dt_{lo}_{hi}V_s"] = float(np.median(ts["dt_s"][win])) if win.any() else None
     if "cells" in ts:
         out["cells_curve"] = {
             "voltage_V": ts["voltage_V"].tolist(),
@@ -135,15 +142,17 @@ def plot(res: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(1, 3, figsize=(13, 3.8))
-    for name, r in res["rows"].items():
-        c = r["curve"]
-        ax[0].plot(c["voltage_V"], c["crack_area_um2"], label=name)
-        ax[1].plot(c["voltage_V"], 100 * np.asarray(c["damage_fraction"]), label=name)
+    for i, (name, r) in enumerate(res["rows"].items()):
+        c, col = r["curve"], f"C{i}"
+        ax[0].plot(c["voltage_V"], c["crack_area_um2"], color=col, label=name)
+        ax[1].plot(c["voltage_V"], 100 * np.asarray(c["damage_fraction"]), color=col, label=name)
         cc = r.get("cells_curve")
-        if cc:
-            ax[2].plot(cc["voltage_V"], cc["cells"], label=name)
-        else:
-            ax[2].axhline(r["cells_end"], ls="--", lw=1, label=f"{name} ({r['cells_end']})")
+        if cc and np.ptp(np.nan_to_num(cc["cells"])) > 0 and name.startswith("adapt"):
+            ax[2].plot(cc["voltage_V"], cc["cells"], color=col, label=name)
+        else:  # a uniform mesh (older segments lack the column)
+            ax[2].axhline(
+                r["cells_end"], color=col, ls="--", lw=1, label=f"{name} ({r['cells_end']})"
+            )
     ax[0].set(xlabel="voltage (V)", ylabel="crack area Γ (µm²)")
     ax[1].set(xlabel="voltage (V)", ylabel="φ ≥ 0.95 volume (%)")
     ax[2].set(xlabel="voltage (V)", ylabel="cells")
