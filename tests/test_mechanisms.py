@@ -20,6 +20,7 @@ from polycrack.physics import mechanisms as mech
 from polycrack.post.metrics import average_tensor
 from polycrack.post.plots import read_table
 from polycrack.problems.quasistatic import FractureSettings, QuasiStaticFracture
+from polycrack.verification.fracture import bar_bcs
 from polycrack.verification.mech_meshes import (
     box_grains,
     sphere8_case,
@@ -216,15 +217,7 @@ def _bar_bcs(dom):
     ux = fem.Constant(dom.mesh, 0.0)
 
     def bcs(V):
-        out = []
-        for i in range(3):
-            Vi = V.sub(i).collapse()[0]
-            d = fem.locate_dofs_geometrical((V.sub(i), Vi), lambda X, i=i: np.isclose(X[i], 0.0))
-            out.append(fem.dirichletbc(0.0, d[0], V.sub(i)))
-        V0 = V.sub(0).collapse()[0]
-        d = fem.locate_dofs_geometrical((V.sub(0), V0), lambda X: np.isclose(X[0], 1.0))
-        out.append(fem.dirichletbc(ux, d[0], V.sub(0)))
-        return out
+        return bar_bcs(V, 1.0, ux)
 
     return bcs, ux
 
