@@ -314,9 +314,10 @@ class AdaptConfig(StrictModel):
     D = ``predictor_growth`` x max(H, psi+) exceeds ``predictor_threshold``, grow by
     ``buffer_layers`` rings of neighbours; those coarser than the nominal size h_over_l x
     min(l, l_γ) (not below ``h_min_um``; sizes as in the resolution rule, counted in halvings of
-    the base mesh) are refined (Plaza), the run continues on the new mesh with every field transferred.
-    The step that marked cells is computed again on the new mesh from its start (corrector), at
-    most ``max_corrections`` times; the history field moves by ``history_transfer``.
+    the base mesh) are refined (Plaza), and the run continues on the new mesh with every field
+    transferred. The step that marked cells is computed again on the new mesh from its start
+    (corrector), at most ``max_corrections`` times; the history field moves by
+    ``history_transfer``.
     """
 
     phi_threshold: Fraction = 0.3

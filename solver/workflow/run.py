@@ -481,11 +481,14 @@ class Run:
         checkpoint.save(self.out / "checkpoint.npz", fields, state, self.comm)
         self.last_ckpt.update(t=time.perf_counter(), step=self.runner.step_no)
 
-    def _state(self) -> tuple[dict[str, fem.Function], dict]:
+    def _state(self, copy: bool = False) -> tuple[dict[str, fem.Function], dict]:
         """Everything a restart needs: the fields (primary, BDF states, internal) by name and
-        the JSON-able state (time, stepper, protocol position, problem, mesh, adapt policy)."""
+        the JSON-able state (time, stepper, protocol position, problem, mesh, adapt policy).
+        The BDF states are copies; the primary and internal fields are the problem's own, or
+        copies with ``copy``."""
         pb, st = self.problem, self.stepper
-        fields = dict(zip(pb.field_names, pb.fields, strict=True))
+        own = (lambda f: f.copy()) if copy else (lambda f: f)
+        fields = {name: own(f) for name, f in zip(pb.field_names, pb.fields, strict=True)}
         sd = st.state_dict()
         for i, arrays in enumerate(sd.pop("states")):
             for name, f, arr in zip(pb.field_names, pb.fields, arrays, strict=True):
@@ -493,7 +496,7 @@ class Run:
                 g.x.array[:] = arr
                 fields[f"state{i}_{name}"] = g
         internal, pstate = pb.state_dict()
-        fields.update(internal)
+        fields.update({name: own(f) for name, f in internal.items()})
         state = {
             "kind": pb.kind,
             "run_id": self.record["run_id"],
@@ -611,8 +614,7 @@ class Run:
         if self.adapt is None or not self.adapt.corrects:
             self.before = None
             return
-        functions, state = self._state()
-        self.before = ({k: f.copy() for k, f in functions.items()}, state)
+        self.before = self._state(copy=True)
 
     # -- per step --------------------------------------------------------------------------------
     def _on_accept(self, step_no: int, k: int, trial) -> None:
