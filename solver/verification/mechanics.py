@@ -91,6 +91,62 @@ def test_strain_law_reproduces_table():
     assert abs(d - fd) < 1e-6 * max(1.0, abs(fd))
 
 
+@pytest.mark.mpi
+@pytest.mark.parametrize("mapping", ["direct", "normalised"])
+def test_strain_law_lookup_form_equals_table_and_hinges(mapping):
+    """The default UFL form of the strain law (a binary search of conditionals, issue 26) at
+    4000 points of a P1 field (every table knot, the points between, outside the data): values
+    equal the table's interpolation to 1e-14 and the hinge-sum form to 1e-14; d/dx equals
+    the hinge form's derivative, i.e. the segment slope, to 1e-12 relative, away from knots."""
+    lat = mat.LatticeStrains(TABLE.table, mapping=mapping, model_x_end=0.18)
+    look, hinge = M.StrainLawUFL(lat), M.StrainLawUFL(lat, ufl_form="hinges")
+    assert look.ufl_form == "lookup"
+    msh = dmesh.create_interval(MPI.COMM_WORLD, 3999, [0.0, 1.0])
+    V = fem.functionspace(msh, ("Lagrange", 1))
+    x = fem.Function(V)
+    # the nodes' x values: a shuffled mix of the knots (mapped back to model x), midpoints,
+    # random points and points outside [x_0, x_n]
+    a, b = look._affine
+    knots_model = (look.knots - a) / b
+    mids = 0.5 * (knots_model[1:] + knots_model[:-1])
+    rng = np.random.default_rng(3)
+    vals = np.concatenate([knots_model, mids, rng.uniform(-0.1, 1.2, 4000)])[:4000]
+    order = rng.permutation(4000)
+    # each node (local or ghost) takes the value of its position along the interval
+    pos = np.rint(V.tabulate_dof_coordinates()[:, 0] * 3999).astype(int)
+    x.x.array[:] = vals[order][pos]
+    pts = V.element.interpolation_points
+    cells = np.arange(msh.topology.index_map(1).size_local, dtype=np.int32)
+    for w in ("a", "c"):
+        f_look = getattr(look, f"eps_{w}")(x)
+        f_hinge = getattr(hinge, f"eps_{w}")(x)
+        xs = fem.Expression(x, pts).eval(msh, cells).ravel()
+        v_look = fem.Expression(f_look, pts).eval(msh, cells).ravel()
+        v_hinge = fem.Expression(f_hinge, pts).eval(msh, cells).ravel()
+        table = getattr(lat, f"eps_{w}")(xs)
+        assert np.abs(v_look - table).max(initial=0.0) < 1e-14
+        assert np.abs(v_look - v_hinge).max(initial=0.0) < 1e-14
+        # derivatives, away from the knots (where the two forms pick either side)
+        xv = ufl.variable(x)
+        d_look = (
+            fem.Expression(ufl.diff(getattr(look, f"eps_{w}")(xv), xv), pts)
+            .eval(msh, cells)
+            .ravel()
+        )
+        d_hinge = (
+            fem.Expression(ufl.diff(getattr(hinge, f"eps_{w}")(xv), xv), pts)
+            .eval(msh, cells)
+            .ravel()
+        )
+        xd = a + b * xs
+        far = np.abs(xd[:, None] - look.knots[None, :]).min(axis=1) > 1e-9
+        scale = np.abs(d_hinge).max(initial=1.0)
+        assert np.abs(d_look - d_hinge)[far].max(initial=0.0) < 1e-12 * scale
+        # numbers (the reference x0) take the same arithmetic as the UFL leaves
+        for xn in (float(knots_model[5]), float(mids[40]), -0.05, 1.1, 0.9084):
+            assert abs(getattr(look, f"eps_{w}")(xn) - float(getattr(lat, f"eps_{w}")(xn))) < 1e-15
+
+
 def test_strain_law_pchip_and_normalised_mapping():
     """PCHIP sampled on 321 knots deviates <= 3e-5 (the table's own precision, 1e-4 A / 2.87 A)
     from the PCHIP curve; the normalised mapping
