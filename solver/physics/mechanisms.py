@@ -252,7 +252,7 @@ class GrainStrainLaw:
     shift per grain): the interface of :class:`polycrack.physics.mechanics.UniformStrainLaw`.
 
     Args:
-        law: a law with ``eps_a_np``/``eps_c_np`` (the case's hinge law).
+        law: a law with ``eps_a_np``/``eps_c_np`` (the case's :class:`StrainLawUFL`).
         grains: the :class:`GrainData` of the domain.
         shifts_V: the per-grain OCP shifts (V); ocp: the OCP model; x: initial mean Li fraction.
     """

@@ -73,7 +73,8 @@ def _cell_stress(dom, sig) -> np.ndarray:
 
 @pytest.mark.mpi
 def test_strain_law_reproduces_table():
-    """Hinge-sum eps_a, eps_c equal the table's linear interpolation to 1e-12 (incl. outside)."""
+    """eps_a, eps_c (the default lookup form) equal the table's linear interpolation to 1e-12
+    (incl. outside)."""
     law = M.StrainLawUFL(TABLE)
     assert law.max_deviation() < 1e-12
     msh = _one_cell_mesh()
@@ -335,7 +336,7 @@ def test_patch_polycrystal_scales_with_delta_eps(verification):
 
 @pytest.mark.mpi
 def test_displacement_residual_x_jacobian_block():
-    """dF_u/dx (the u-x block of the coupled Jacobian, via UFL through the hinge-sum strain law
+    """dF_u/dx (the u-x block of the coupled Jacobian, via UFL through the lookup strain law
     and mixed-mesh entity maps) times a perturbation dx equals the finite difference of F_u to
     1e-6 relative (x kept away from table knots)."""
     from dolfinx.fem.petsc import assemble_matrix, assemble_vector
