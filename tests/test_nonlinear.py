@@ -98,6 +98,20 @@ def test_user_petsc_options_win():
     assert opts.getInt("pc_gamg_agg_nsmooths") == 0
 
 
+def test_flag_options_and_refused_options(capsys):
+    """``True`` is PETSc's bare flag: a viewer option (snes_monitor) takes it, and the monitor
+    prints; an option PETSc refuses at set-up is an InputError naming solver.petsc_options
+    (exit code 2 at the command line), on every rank."""
+    from polycrack.errors import InputError
+
+    newton, _ = _system("mumps", petsc_options={"snes_monitor": True})
+    assert newton.solve().converged
+    if MPI.COMM_WORLD.rank == 0:
+        assert "SNES Function norm" in capsys.readouterr().out
+    with pytest.raises(InputError, match="solver.petsc_options: PETSc refused"):
+        _system("mumps", petsc_options={"snes_monitor": 5})
+
+
 def _product_types(newton: BlockNewton) -> dict[str, list[int]]:
     """MatProductGetType (0: none, 4: PtAP) of every GAMG coarse operator, by split prefix."""
     import ctypes

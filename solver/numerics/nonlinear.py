@@ -48,6 +48,7 @@ from dolfinx.la.petsc import _ghost_update
 from mpi4py import MPI
 from petsc4py import PETSc
 
+from ..errors import InputError
 from .memory import fix_mmap_threshold
 
 LINEAR_CHOICES = ("mumps", "mumps_lagged", "fieldsplit", "iterative")
@@ -416,6 +417,21 @@ def _base_options(linear: str, rtol: float, atol: float, max_it: int, line_searc
     return opts
 
 
+def petsc_value(v):
+    """A case's PETSc option value for the options database: ``True`` is the bare flag
+    (``-snes_monitor``, also true for a boolean option; petsc4py would store the string "true",
+    which a viewer option reads as a viewer name), other values as given."""
+    return "" if v is True else v
+
+
+def _petsc_error_text(exc: Exception) -> str:
+    """The last line of a PETSc error's traceback text (the reason), with its error code."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    reason = lines[-1].lstrip("[0123456789] ") if lines else ""
+    code = getattr(exc, "ierr", None)
+    return f"PETSc error {code}: {reason}" if code is not None else reason
+
+
 def _residual_nest(snes, x, b, u, residual, jacobian, bcs0, bcs1) -> None:
     """SNES residual on a MATNEST/VECNEST problem, as DOLFINx's ``assemble_residual`` but
     assembling one residual form at a time and doing the Dirichlet lifting one block row at a
@@ -533,8 +549,14 @@ class BlockNewton:
         if petsc_options:  # the user's last word; sub-solver options are read at first set-up
             db = PETSc.Options()
             for k, v in petsc_options.items():
-                db[prefix + k] = v
-            self.snes.setFromOptions()
+                db[prefix + k] = petsc_value(v)
+            try:
+                self.snes.setFromOptions()
+            except PETSc.Error as exc:  # the same options on every rank: every rank raises
+                raise InputError(
+                    f"solver.petsc_options: PETSc refused {petsc_options} "
+                    f"({_petsc_error_text(exc)})"
+                ) from None
         if linear in ("fieldsplit", "iterative"):  # memory releases around each GAMG set-up
             self.snes.getKSP().setMonitor(_release_after_setup)
             reuse = any(
