@@ -1,7 +1,12 @@
-"""The mechanism table of issue 22 (item 5) on a small case in quasi-static mode.
+"""The mechanism table of issue 22 (item 5) on a small case, in quasi-static and coupled mode.
 
     python benchmarks/parks2023/mechanisms.py [--bundle DIR] [--rows LABEL ...] [--name NAME]
         [--max-cpu-s S] [--resummarise]
+    python benchmarks/parks2023/mechanisms.py --table coupled --work DIR
+
+``--table coupled`` (name mechanisms_coupled) runs the options that need transport (per-grain
+i0 and D scatter, D(x)) in ``physics.mode: coupled`` (``solver.linear: fieldsplit``,
+``dt_max_s`` 1800 as the demo), beside a coupled baseline; everything else below is the same.
 
 The demo case (polycrack.cases demo.yaml: 50 grains, h = 0.8 µm) with l = l_γ = 0.8 µm and Gc 50 /
 5 J/m² (the demo's set before main 54b3335, at h/l = 1), with
@@ -77,6 +82,37 @@ ROWS = {  # in the order they are run (the CPU budget may stop the last ones)
         f"{M}toughness_of_x=xu2017",
     ],
 }
+OCP1 = "electrochemistry.ocp=chen2020_maerker2019"
+ANCHORS = [
+    "mechanics.strain_mapping=anchors",
+    "mechanics.strain_map_anchors=[{landmark: c_peak, voltage_V: 4.0}, "
+    "{landmark: collapse_end, voltage_V: 4.5}]",
+]
+ROWS.update(
+    {
+        # stop 24: the first-charge OCP (x = 0.12 at 4.5 V) alone and with the tables whose Δε′
+        # turns negative on it (docs/strain-data.md), and Gc(x) with the viscous phase field
+        "ocp_first_charge": [OCP1],
+        "li2019+ocp_first_charge": ["mechanics.lattice_data=li2019", OCP1],
+        "maerker_anchors+ocp_first_charge": [*ANCHORS, OCP1],
+        "toughness_xu2017_tau10": [
+            f"{M}toughness_of_x=xu2017",
+            "physics.phase_field_relaxation_s=10",
+        ],
+    }
+)
+COUPLED_SETS = [
+    "physics.mode=coupled",
+    "solver.linear=fieldsplit",
+    "solver.dt_max_s=1800",
+]
+COUPLED_ROWS = {
+    "coupled_baseline": [],
+    "coupled_D_oregan2022": [f"{M}diffusivity_of_x=oregan2022"],
+    "coupled_het_i0_1.0": [f"{M}grain_heterogeneity.i0_log_std=1.0"],
+    "coupled_het_D_1.0": [f"{M}grain_heterogeneity.D_log_std=1.0"],
+}
+TABLES = {"quasistatic": (ROWS, []), "coupled": (COUPLED_ROWS, COUPLED_SETS)}
 VOLTAGES = (4.0, 4.2, 4.5)
 PHI_ONSET = 0.95
 SHELLS = ("0.00_0.25", "0.25_0.50", "0.50_0.75", "0.75_1.00")
@@ -156,7 +192,7 @@ def summarise(label: str, out: Path, rec: dict, cpu_s: float) -> dict:
     return row
 
 
-def run_row(label: str, sets: list[str], domain, work: Path) -> dict:
+def run_row(label: str, sets: list[str], domain, work: Path, base: list[str]) -> dict:
     """Run one row into ``work/label`` (or reuse a finished run there, with its ``cpu_s.txt``)."""
     out = work / label
     done = out / "cpu_s.txt"
@@ -166,7 +202,7 @@ def run_row(label: str, sets: list[str], domain, work: Path) -> dict:
         row["sets"], row["reused"] = sets, True
         row["mechanisms"] = {k: v["on"] for k, v in rec.get("mechanisms", {}).items()}
         return row
-    rc = load_case(case_path("demo"), BASE_SETS + sets)
+    rc = load_case(case_path("demo"), base + sets)
     t0 = time.process_time()
     dom = ParticleDomain.from_domain(domain)
     rec = CoupledRun(rc, out, MPI.COMM_WORLD, dom=dom, verbose=False, overwrite=True).run()
@@ -178,7 +214,7 @@ def run_row(label: str, sets: list[str], domain, work: Path) -> dict:
     return row
 
 
-def plot(rows: list[dict], work: Path, path: Path) -> None:
+def plot(rows: list[dict], work: Path, path: Path, mode: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -195,7 +231,7 @@ def plot(rows: list[dict], work: Path, path: Path) -> None:
     b.set_xlabel("capacity (mA h/g)")
     b.set_ylabel("volume fraction with ψ⁺ > H")
     a.legend(fontsize=7)
-    fig.suptitle("demo particle, quasi-static mode, C/50 to 4.5 V + hold: mechanisms (issue 22)")
+    fig.suptitle(f"demo particle, {mode} mode, C/50 to 4.5 V + hold: mechanisms (issue 22)")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -204,12 +240,22 @@ def plot(rows: list[dict], work: Path, path: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bundle", type=Path, default=None, help="mesh bundle of the demo case")
-    ap.add_argument("--rows", nargs="*", default=list(ROWS), choices=list(ROWS))
-    ap.add_argument("--name", default="mechanisms_qs")
+    ap.add_argument("--table", choices=list(TABLES), default="quasistatic")
+    ap.add_argument("--rows", nargs="*", default=None, help="labels (default: the whole table)")
+    ap.add_argument("--name", default=None, help="default mechanisms_qs / mechanisms_coupled")
     ap.add_argument("--work", type=Path, default=None, help="run directories (default: temp)")
     ap.add_argument("--max-cpu-s", type=float, default=900.0)
     ap.add_argument("--resummarise", action="store_true", help="re-read --work, run nothing")
     args = ap.parse_args()
+    table, extra = TABLES[args.table]
+    args.rows = list(table) if args.rows is None else args.rows
+    unknown = [r for r in args.rows if r not in table]
+    if unknown:
+        raise SystemExit(f"--rows: {unknown} not in the {args.table} table: {list(table)}")
+    args.name = args.name or (
+        "mechanisms_qs" if args.table == "quasistatic" else "mechanisms_coupled"
+    )
+    base = BASE_SETS + extra
     comm = MPI.COMM_WORLD
     if comm.size != 1:
         raise SystemExit("run on one rank")
@@ -222,39 +268,39 @@ def main() -> None:
             row = summarise(
                 label, work / label, rec, float(cpu.read_text()) if cpu.is_file() else None
             )
-            row["sets"] = ROWS[label]
+            row["sets"] = table[label]
             row["mechanisms"] = {k: v["on"] for k, v in rec.get("mechanisms", {}).items()}
             rows.append(row)
             spent += row["cpu_s"] or 0.0
     else:
-        rc = load_case(case_path("demo"), BASE_SETS)
+        rc = load_case(case_path("demo"), base)
         bundle = args.bundle or ensure_bundle(rc.case.geometry, work / "mesh", comm)
         domain = load_bundle(bundle, comm, rc.case.geometry.mesh.refine_levels)
         for label in args.rows:
             if spent > args.max_cpu_s:
                 skipped.append(label)
                 continue
-            row = run_row(label, ROWS[label], domain, work)
+            row = run_row(label, table[label], domain, work, base)
             spent += row["cpu_s"]
             rows.append(row)
             print(json.dumps({k: row[k] for k in ("label", "onset_V", "cpu_s")}), flush=True)
-            write(args, rows, skipped, spent, work)  # after every row: a killed job keeps them
-    write(args, rows, skipped, spent, work)
-    plot(rows, work, HERE / "figures" / f"{args.name}.png")
+            write(args, rows, skipped, spent, work, table, base)  # a killed job keeps them
+    write(args, rows, skipped, spent, work, table, base)
+    plot(rows, work, HERE / "figures" / f"{args.name}.png", args.table)
 
 
-def write(args, rows: list[dict], skipped: list[str], spent: float, work: Path) -> None:
+def write(args, rows, skipped, spent: float, work: Path, table: dict, base: list[str]) -> None:
     res = {
-        "benchmark": "parks2023_mechanisms_qs",
-        "command": "python benchmarks/parks2023/mechanisms.py "
+        "benchmark": f"parks2023_{args.name}",
+        "command": f"python benchmarks/parks2023/mechanisms.py --table {args.table} "
         + " ".join(f"--rows {' '.join(args.rows)}".split()),
-        "case": "polycrack.cases demo.yaml with " + ", ".join(BASE_SETS),
+        "case": "polycrack.cases demo.yaml with " + ", ".join(base),
         "machine": {"node": platform.node(), "cpus": os.cpu_count()},
         "git_commit": git_commit(),
         "loadavg_end": list(os.getloadavg()),
         "cpu_s_total": spent,
         "rows": rows,
-        "not_run": [r for r in ROWS if r not in {x["label"] for x in rows}],
+        "not_run": [r for r in table if r not in {x["label"] for x in rows}],
         "work_dir": str(work),
     }
     out = HERE / "results" / f"{args.name}.json"
