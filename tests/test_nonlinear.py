@@ -324,6 +324,17 @@ def test_stale_preconditioner_linear_failure_is_retried_fresh(monkeypatch):
     st = newton.preconditioner_stats()
     assert st["rebuilds"].get("linear_failure") == 1, st
     assert st["setups"] + st["reuses"] - n0 == res.iterations  # one Newton solve, no retry
+    # a solve that runs out of Newton iterations after a stale linear failure is not repeated
+    # (its later iterations had fresh set-ups already)
+    ksp.setPostSolve(budget_once)
+    db[key] = 3
+    newton.snes.setTolerances(max_it=1)
+    for f in fields:
+        f.x.array[:] *= 0.5
+    res = newton.solve()
+    newton.snes.setTolerances(max_it=25)
+    assert calls[-1] < 0 and not res.converged and res.reason == -5, (calls, res)
+    assert res.iterations == 1, res  # one attempt of one iteration, no retry
     db[key] = 3  # now every solve gets 3 iterations: the fresh one fails too, and so does Newton
     ksp.setPostSolve(post)
     newton.rebuild_preconditioner("test")

@@ -417,6 +417,10 @@ def _base_options(linear: str, rtol: float, atol: float, max_it: int, line_searc
     return opts
 
 
+#: SNES's converged reason of a solve that ran out of Newton iterations
+DIVERGED_MAX_IT = int(PETSc.SNES.ConvergedReason.DIVERGED_MAX_IT)
+
+
 def petsc_value(v):
     """A case's PETSc option value for the options database: ``True`` is the bare flag
     (``-snes_monitor``, also true for a boolean option; petsc4py would store the string "true",
@@ -660,7 +664,8 @@ class BlockNewton:
         With ``mumps_lagged`` a failure with a kept (stale) factorisation is retried once at
         once with a fresh one, so only genuine Newton failures reach the step-size control; the
         same for ``fieldsplit`` with kept preconditioners when a Newton solve that went on
-        after a linear failure on a kept one fails.
+        after a linear failure on a kept one fails, unless it failed by running out of Newton
+        iterations (``DIVERGED_MAX_IT``; see the comment below).
         """
         life = self.pc_life
         if life is not None:
@@ -670,7 +675,11 @@ class BlockNewton:
             self.snes.setMaxLinearSolveFailures(1)  # fresh set-ups: a linear failure is final
         res = self._solve_once()
         if life is not None:
-            if res.converged or not life.stale_failure:
+            # no retry after a solve that used all its iterations: every linear failure on a kept
+            # preconditioner was followed by a fresh set-up within it, so the retry would repeat
+            # it (the 400-grain sphere's damage onset: two such retries, 12 more Newton
+            # iterations and ~70 s each, both failed again)
+            if res.converged or not life.stale_failure or res.reason == DIVERGED_MAX_IT:
                 return res
             retry = self._solve_once()  # the failed solve asked for a fresh set-up
             return _merged(res, retry)
