@@ -122,3 +122,77 @@ def max_rel_diff(problems: dict, comm) -> dict:
             diff = max(diff, comm.allreduce(d, op=MPI.MAX))
         out[name] = diff
     return out
+
+
+def parse_args(doc: str, argv: list[str] | None):
+    """The assembly benchmarks' command line: --refine, --repeat, --tag."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("--refine", type=int, default=0)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--tag", default=None)
+    return ap.parse_args(argv)
+
+
+def compare(builders: dict, refine: int, repeat: int, comm, label: str) -> tuple[list, dict]:
+    """Build one coupled demo problem per ``builders`` entry (name -> callable(dom, rc) returning
+    a CoupledProblem), put them at one state, time and compare their assemblies; print a line
+    per problem (rank 0). Returns (rows, times by name); the problems are closed."""
+    from polycrack.config import resolve_case
+
+    dom = demo_domain(refine, comm)
+    rc = resolve_case(demo_case(refine), None)
+    problems, builds = {}, {}
+    for name, build in builders.items():
+        t0 = time.perf_counter()
+        problems[name] = build(dom, rc)
+        builds[name] = time.perf_counter() - t0
+    same_state(problems)
+    times = time_round_robin(problems, repeat, comm)
+    diffs = max_rel_diff(problems, comm)
+    first = next(iter(builders))
+    rows = []
+    for name in problems:
+        rows.append(
+            {label: name, "build_s": builds[name], **times[name], "max_rel_diff": diffs[name]}
+        )
+        if comm.rank == 0:
+            r = rows[-1]
+            print(
+                f"{name:16s}: build {r['build_s']:.1f} s, F {r['residual_s']:.3f} s, "
+                f"J {r['jacobian_s']:.3f} s, max difference vs {first} (relative to the block's "
+                f"largest entry) {diffs[name]:.3g}",
+                flush=True,
+            )
+    cells = dom.mesh.topology.index_map(3).size_global
+    for pb in problems.values():
+        pb.close()
+    return rows, {"times": times, "cells": cells}
+
+
+def write_result(benchmark: str, doc: str, a, comm, rows: list, **extra) -> None:
+    """benchmarks/results/<benchmark>_<tag>.json (rank 0) with machine, commit and load."""
+    import json
+    import os
+
+    from newton_parts import REPO, RESULTS, machine
+    from polycrack.workflow.exports import git_commit
+
+    if comm.rank != 0:
+        return
+    out_doc = {
+        "benchmark": benchmark,
+        "description": doc.split("\n\n")[0],
+        "refine_levels": a.refine,
+        "ranks": comm.size,
+        "rows": rows,
+        **extra,
+        "git_commit": git_commit(),
+        "machine": machine(),
+        "loadavg_end": os.getloadavg(),
+    }
+    tag = a.tag or f"r{a.refine}_np{comm.size}"
+    out = RESULTS / f"{benchmark}_{tag}.json"
+    out.write_text(json.dumps(out_doc, indent=1) + "\n")
+    print(f"wrote {out.relative_to(REPO)}")

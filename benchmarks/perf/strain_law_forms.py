@@ -14,37 +14,18 @@ residual). Writes ``benchmarks/results/strain_law_forms_<tag>.json``.
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import time
-from pathlib import Path
-
-REPO = Path(__file__).resolve().parents[2]
 FORMS = ("lookup", "hinges")
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--refine", type=int, default=0)
-    ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--tag", default=None)
-    a = ap.parse_args(argv)
+    from assembly_compare import parse_args
 
+    a = parse_args(__doc__, argv)
     import dolfinx_solver  # noqa: F401  (MPI before dolfinx)
-    from assembly_compare import (
-        demo_case,
-        demo_domain,
-        max_rel_diff,
-        same_state,
-        time_round_robin,
-    )
+    from assembly_compare import compare, write_result
     from mpi4py import MPI
-    from newton_parts import machine
-    from polycrack.config import resolve_case
     from polycrack.physics.mechanics import StrainLawUFL
     from polycrack.problems.coupled import CoupledProblem
-    from polycrack.workflow.exports import git_commit
 
     def problem_with(form: str):
         class WithForm(CoupledProblem):
@@ -56,53 +37,23 @@ def main(argv: list[str] | None = None) -> None:
         return WithForm
 
     comm = MPI.COMM_WORLD
-    dom = demo_domain(a.refine, comm)
-    rc = resolve_case(demo_case(a.refine), None)
-    problems, builds = {}, {}
-    for form in FORMS:
-        t0 = time.perf_counter()
-        problems[form] = problem_with(form)(dom, rc)
-        builds[form] = time.perf_counter() - t0
-    same_state(problems)
-    times = time_round_robin(problems, a.repeat, comm)
-    diffs = max_rel_diff(problems, comm)
-    rows = []
-    for form in FORMS:
-        rows.append(
-            {"ufl_form": form, "build_s": builds[form], **times[form], "max_rel_diff": diffs[form]}
-        )
-        if comm.rank == 0:
-            r = rows[-1]
-            print(
-                f"{form:8s}: build {r['build_s']:.1f} s, F {r['residual_s']:.3f} s, "
-                f"J {r['jacobian_s']:.3f} s, max difference vs {FORMS[0]} (relative to the "
-                f"block's largest entry) {diffs[form]:.3g}",
-                flush=True,
-            )
+    rows, info = compare({f: problem_with(f) for f in FORMS}, a.refine, a.repeat, comm, "ufl_form")
+    times = info["times"]
     ratio = {k: times[FORMS[0]][k] / times[FORMS[1]][k] for k in ("residual_s", "jacobian_s")}
-    for pb in problems.values():
-        pb.close()
     if comm.rank == 0:
         print(
             f"lookup / hinges: residual {ratio['residual_s']:.2f}, "
             f"Jacobian {ratio['jacobian_s']:.2f}"
         )
-        doc = {
-            "benchmark": "strain_law_forms",
-            "description": __doc__.split("\n\n")[0],
-            "refine_levels": a.refine,
-            "ranks": comm.size,
-            "cells": dom.mesh.topology.index_map(3).size_global,
-            "rows": rows,
-            "ratio_lookup_over_hinges": ratio,
-            "git_commit": git_commit(),
-            "machine": machine(),
-            "loadavg_end": os.getloadavg(),
-        }
-        tag = a.tag or f"r{a.refine}_np{comm.size}"
-        out = REPO / "benchmarks" / "results" / f"strain_law_forms_{tag}.json"
-        out.write_text(json.dumps(doc, indent=1) + "\n")
-        print(f"wrote {out.relative_to(REPO)}")
+    write_result(
+        "strain_law_forms",
+        __doc__,
+        a,
+        comm,
+        rows,
+        cells=info["cells"],
+        ratio_lookup_over_hinges=ratio,
+    )
 
 
 if __name__ == "__main__":
