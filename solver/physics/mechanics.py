@@ -239,9 +239,9 @@ class StrainLawUFL:
     leaf is the one segment's ``f_k + s_k (x - x_k)``; its x-derivative is that segment's slope
     ``s_k``. ``'hinges'``: ``f_0 + sum_k c_k max(x - x_k, 0)`` (one ``max`` per knot, the form
     before issue 26; kept for comparison). Both give the table's interpolation to rounding
-    (1e-15), and the same slopes away from the knots. Measured on the demo mesh (1 rank), the
-    coupled Jacobian assembly is 14 % and the u and φ residuals 35 % cheaper with ``'lookup'``
-    (``benchmarks/perf/strain_law_forms.py``).
+    (1e-15), and the same slopes away from the knots. Measured on the demo mesh and refined
+    once (1 rank), the coupled Jacobian assembly is 12 % and the residual assembly 26 % cheaper
+    with ``'lookup'`` (``benchmarks/perf/strain_law_forms.py``).
     """
 
     def __init__(
