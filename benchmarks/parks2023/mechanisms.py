@@ -221,11 +221,12 @@ def plot(rows: list[dict], work: Path, path: Path, mode: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for r in rows:
+    for i, r in enumerate(rows):
         ts = read_table(work / r["label"] / "timeseries.csv")
         q = ts["capacity_mAh_g"]
-        a.plot(q, ts["crack_area_um2"], label=r["label"])
-        b.plot(q, ts["psi_plus_above_H_fraction"], label=r["label"])
+        style = {"color": f"C{i % 10}", "linestyle": ("-", "--")[i // 10 % 2]}  # 10 colours
+        a.plot(q, ts["crack_area_um2"], label=r["label"], **style)
+        b.plot(q, ts["psi_plus_above_H_fraction"], label=r["label"], **style)
     a.set_xlabel("capacity (mA h/g)")
     a.set_ylabel("crack area Γ_l (µm²)")
     b.set_xlabel("capacity (mA h/g)")
