@@ -343,3 +343,64 @@ def test_stale_preconditioner_linear_failure_is_retried_fresh(monkeypatch):
     res = newton.solve()
     db[key] = max_it
     assert not res.converged and res.reason == -3, res
+
+
+def _norms(ratios):
+    out = [1.0]
+    for r in ratios:
+        out.append(out[-1] * r)
+    return out
+
+
+#: residual-norm ratios of Newton solves on the 400-grain sphere's crack advance (issue 26,
+#: ``snes_monitor``, 2 ranks): solves that converged after a damped phase ...
+NOT_STALLED = [
+    [0.035, 0.95, 0.95, 0.94, 0.9, 0.83, 0.53, 0.031, 0.025, 1.1e-05],
+    [0.0054, 0.52, 0.89, 0.88, 0.82, 0.62, 0.99, 0.68, 0.14, 0.1, 0.042, 0.00045],
+    [0.00031, 0.88, 0.64, 0.26, 0.76, 0.97, 0.085, 0.14, 0.0028, 0.00022],
+    [0.89, 0.0051, 0.89, 0.6, 0.58, 0.021, 0.0066, 2.3e-05],
+    [0.66, 0.88, 0.96, 0.88, 0.74, 0.88, 0.86, 0.89, 0.9, 0.67, 0.99, 0.89],  # ran out
+]
+#: ... and solves whose line search stopped moving (ended by -5 / -6 after 12-19 iterations
+#: before the stall test)
+STALLED = [[0.038, 0.99, 1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0], [0.99, 1.0, 1.0]]
+
+
+def test_stall_test_on_measured_histories():
+    """The stall test never fires on a damped phase that went on to converge (nor on a slow
+    solve that ran out of iterations: that is the iteration limit's job) and fires on the
+    stalled solves at the first iterate where the last three ratios exceed 0.98."""
+    from polycrack.numerics.nonlinear import NEWTON_STALL_ITS, stalled
+
+    for ratios in NOT_STALLED:
+        h = _norms(ratios)
+        assert not any(stalled(h[: k + 1]) for k in range(len(h))), ratios
+    for ratios in STALLED:
+        h = _norms(ratios)
+        first = next(k for k in range(len(h)) if stalled(h[: k + 1]))
+        assert first == next(
+            k for k in range(NEWTON_STALL_ITS, len(h)) if min(ratios[k - 3 : k]) > 0.98
+        ), ratios
+    assert not stalled([1.0, 0.99, 0.98])  # too few iterates to judge
+
+
+@pytest.mark.parametrize("linear", ["mumps", "iterative"])
+def test_stalled_solve_ends_early(linear):
+    """Newton on (c^2 + 1) = 0, which has no root: the line search creeps towards c = 0, where
+    the residual norm bottoms out. The solve ends after the third iteration that gains less
+    than 2 % (6 iterations, not the 25 allowed), reports REASON_STALLED, and leaves the
+    initial guess in place (1 and 2 ranks alike)."""
+    from polycrack.numerics.nonlinear import REASON_STALLED
+
+    m = mesh.create_unit_cube(MPI.COMM_WORLD, 3, 3, 3, mesh.CellType.tetrahedron)
+    c = fem.Function(fem.functionspace(m, ("Lagrange", 1)))
+    q = ufl.TestFunction(c.function_space)
+    newton = BlockNewton([(c**2 + 1) * q * ufl.dx], [c], ["scalar"], linear=linear, max_it=25)
+    c.x.array[:] = 3.0
+    res = newton.solve()
+    assert not res.converged and res.reason == REASON_STALLED and res.message == "stalled"
+    assert res.iterations == 6 and newton.stalls == 1, res
+    ratios = [b / a for a, b in zip(newton.history, newton.history[1:], strict=False)]
+    assert all(r > 0.98 for r in ratios[-3:]) and ratios[2] < 0.98, ratios
+    assert np.all(c.x.array == 3.0)
+    newton.close()

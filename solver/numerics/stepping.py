@@ -344,8 +344,9 @@ class AdaptiveBDF:
             self.after_reject(kind)
         if self.on_reject is None:
             return
+        why = getattr(res, "message", "")
         what = {
-            "newton": f"Newton failed (reason {value})",
+            "newton": f"Newton failed (reason {value}{': ' + why if why else ''})",
             "error": f"local error {value:.3g} > 1",
             "limiter": f"step limiter factor {value:.3g}",
         }[kind]
