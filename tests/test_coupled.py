@@ -358,6 +358,12 @@ def test_staggered_solve_stops_between_sweeps_on_request():
     assert not res.converged and res.message == "staggered interrupted"
     assert res.sweeps == 3 and len(asked) == 3
     assert np.all(phi == 0.0)  # back at the committed state
+    # without a stop request it runs out of sweeps and says how far the sweeps were from agreeing
+    cp.should_stop = None
+    cp._staggered = (Sub(False), Sub(False), Sub(True))
+    res = cp.solve_staggered()
+    assert not res.converged and res.reason == -200
+    assert res.message.startswith("staggered did not converge (max |Δφ| per sweep 1.0e-02"), res
 
 
 def _numpy_crack_area(phi, gamma, l_um, center, radius_um, shells):

@@ -380,6 +380,7 @@ class CoupledProblem(Problem):
         if not r.converged:
             return fail(r, "transport")
         comm = self.dom.mesh.comm
+        changes: list[float] = []  # max |Δφ| of each sweep
         for sweeps in range(1, STAGGER_MAX_SWEEPS + 1):  # noqa: B007
             r = mech.solve()
             add(r)
@@ -395,12 +396,21 @@ class CoupledProblem(Problem):
             if not r.converged:
                 return fail(r, "phase field")
             d = float(np.abs(phi.x.array[:n] - old).max()) if n else 0.0
-            if comm.allreduce(d, op=MPI.MAX) < STAGGER_TOL:
+            d = comm.allreduce(d, op=MPI.MAX)
+            changes.append(d)
+            if d < STAGGER_TOL:
                 break
             if self.should_stop is not None and self.should_stop():
                 return fail(NewtonResult(False, -300, its, lits, 0.0), "interrupted")
         else:
-            return fail(NewtonResult(False, -200, its, lits, 0.0), "did not converge")
+            return fail(
+                NewtonResult(False, -200, its, lits, 0.0),
+                "did not converge (max |Δφ| per sweep "
+                + ", ".join(f"{c:.1e}" for c in changes[:3])
+                + " ... "
+                + ", ".join(f"{c:.1e}" for c in changes[-3:])
+                + ")",
+            )
         self.stats["staggered_solves"] += 1
         self.stats["staggered_sweeps"] += sweeps
         secs = time.perf_counter() - t0
