@@ -275,6 +275,9 @@ def test_staggered_fallback_policy():
         "mmr" + "s" * FALLBACK_STEPS + "mrs" + "s" * (2 * FALLBACK_STEPS - 1) + "mm"
     )
     assert [r.converged for r in results] == [False] + [True] * (len(results) - 1)
+    # the fallback attempt counts the failed monolithic solve's work beside the staggered one's
+    assert (results[1].iterations, results[1].linear_iterations) == (3 + 9, 30 + 90)
+    assert results[1].control_iterations == 3  # step control: the staggered sub-solves only
     assert cp.fallback_steps == FALLBACK_STEPS  # reset by the successful monolithic step
     assert cp.stats["monolithic_failures"] == 3
     assert results[-1].control_iterations == 3

@@ -308,8 +308,8 @@ class SolverStats:
         self.seconds += r.seconds
 
 
-def _merged(first: NewtonResult, retry: NewtonResult) -> NewtonResult:
-    """The retry's result with the work of the failed first attempt added."""
+def merged(first: NewtonResult, retry: NewtonResult) -> NewtonResult:
+    """The retry's result with the work of the failed first attempt added (in place)."""
     retry.iterations += first.iterations
     retry.linear_iterations += first.linear_iterations
     retry.seconds += first.seconds
@@ -723,11 +723,11 @@ class BlockNewton:
             if res.converged or not life.stale_failure or res.reason == DIVERGED_MAX_IT:
                 return res
             retry = self._solve_once()  # the failed solve asked for a fresh set-up
-            return _merged(res, retry)
+            return merged(res, retry)
         if self.linear != "mumps_lagged":
             return res
         if not res.converged and res.factorisations == 0:
-            res = _merged(res, self._solve_once())
+            res = merged(res, self._solve_once())
         if res.converged and res.linear_iterations > LAG_REBUILD_KRYLOV * max(res.iterations, 1):
             self.rebuild_preconditioner("krylov_growth")  # the kept LU has gone stale
         return res
