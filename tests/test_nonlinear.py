@@ -360,17 +360,25 @@ NOT_STALLED = [
     [0.00031, 0.88, 0.64, 0.26, 0.76, 0.97, 0.085, 0.14, 0.0028, 0.00022],
     [0.89, 0.0051, 0.89, 0.6, 0.58, 0.021, 0.0066, 2.3e-05],
     [0.66, 0.88, 0.96, 0.88, 0.74, 0.88, 0.86, 0.89, 0.9, 0.67, 0.99, 0.89],  # ran out
+    # ran out of its 12 iterations while recovering (0.32 in the last one)
+    [0.8, 0.947, 0.972, 0.989, 0.98, 0.964, 0.947, 0.935, 0.914, 0.877, 0.768, 0.323],
 ]
 #: ... and solves whose line search stopped moving (ended by -5 / -6 after 12-19 iterations
 #: before the stall test)
-STALLED = [[0.038, 0.99, 1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0], [0.99, 1.0, 1.0]]
+STALLED = [
+    [0.038, 0.992, 0.997, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0],
+    [1.0, 1.0, 1.0],
+    [0.997, 0.999, 1.0],
+]
+# (two more, recorded only until a 0.98 threshold ended them: 0.987, 0.999, 1.000 and 0.907,
+# 0.936, 0.950, 0.982, 0.993, 0.996 - the 0.99 test lets each go on for at least one more)
 
 
 def test_stall_test_on_measured_histories():
     """The stall test never fires on a damped phase that went on to converge (nor on a slow
     solve that ran out of iterations: that is the iteration limit's job) and fires on the
-    stalled solves at the first iterate where the last three ratios exceed 0.98."""
-    from polycrack.numerics.nonlinear import NEWTON_STALL_ITS, stalled
+    stalled solves at the first iterate where the last three ratios exceed 0.99."""
+    from polycrack.numerics.nonlinear import NEWTON_STALL_ITS, NEWTON_STALL_RATIO, stalled
 
     for ratios in NOT_STALLED:
         h = _norms(ratios)
@@ -379,16 +387,18 @@ def test_stall_test_on_measured_histories():
         h = _norms(ratios)
         first = next(k for k in range(len(h)) if stalled(h[: k + 1]))
         assert first == next(
-            k for k in range(NEWTON_STALL_ITS, len(h)) if min(ratios[k - 3 : k]) > 0.98
+            k
+            for k in range(NEWTON_STALL_ITS, len(h))
+            if min(ratios[k - NEWTON_STALL_ITS : k]) > NEWTON_STALL_RATIO
         ), ratios
-    assert not stalled([1.0, 0.99, 0.98])  # too few iterates to judge
+    assert not stalled([1.0, 0.999, 0.999])  # too few iterates to judge
 
 
 @pytest.mark.parametrize("linear", ["mumps", "iterative"])
 def test_stalled_solve_ends_early(linear):
     """Newton on (c^2 + 1) = 0, which has no root: the line search creeps towards c = 0, where
-    the residual norm bottoms out. The solve ends after the third iteration that gains less
-    than 2 % (6 iterations, not the 25 allowed), reports REASON_STALLED, and leaves the
+    the residual norm bottoms out. The solve ends after the third iteration in a row that gains
+    less than 1 % (6 iterations, not the 25 allowed), reports REASON_STALLED, and leaves the
     initial guess in place (1 and 2 ranks alike)."""
     from polycrack.numerics.nonlinear import REASON_STALLED
 
@@ -401,6 +411,6 @@ def test_stalled_solve_ends_early(linear):
     assert not res.converged and res.reason == REASON_STALLED and res.message == "stalled"
     assert res.iterations == 6 and newton.stalls == 1, res
     ratios = [b / a for a, b in zip(newton.history, newton.history[1:], strict=False)]
-    assert all(r > 0.98 for r in ratios[-3:]) and ratios[2] < 0.98, ratios
+    assert all(r > 0.99 for r in ratios[-3:]) and ratios[2] < 0.99, ratios
     assert np.all(c.x.array == 3.0)
     newton.close()
