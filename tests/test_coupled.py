@@ -243,13 +243,19 @@ def test_signal_during_rejected_attempts_stops_with_checkpoint(mpi_tmp_path, mon
 
 
 def test_staggered_fallback_policy():
-    """Two monolithic failures in a row switch to staggered steps; a monolithic retry that fails
-    at once doubles the staggered stretch; one that succeeds resets it."""
+    """FALLBACK_AFTER monolithic failures in a row switch to staggered steps; a monolithic retry
+    that fails at once doubles the staggered stretch; one that succeeds resets it."""
     from polycrack.numerics.nonlinear import NewtonResult
-    from polycrack.problems.coupled import FALLBACK_STEPS, CoupledProblem, StaggeredResult
+    from polycrack.problems.coupled import (
+        FALLBACK_AFTER,
+        FALLBACK_STEPS,
+        CoupledProblem,
+        StaggeredResult,
+    )
 
     calls = []
-    script = iter([False, False, False, True, True])  # one entry per monolithic attempt
+    n = FALLBACK_AFTER
+    script = iter([False] * n + [False, True, True])  # one entry per monolithic attempt
 
     class Mono:
         def solve(self):
@@ -270,16 +276,17 @@ def test_staggered_fallback_policy():
         return StaggeredResult(True, 2, 9, 90, 0.0, 0, "staggered", 3, 3)
 
     cp.solve_staggered = staggered
-    results = [cp.solve() for _ in range(1 + FALLBACK_STEPS + 2 * FALLBACK_STEPS + 2)]
+    results = [cp.solve() for _ in range(n - 1 + FALLBACK_STEPS + 2 * FALLBACK_STEPS + 2)]
     assert "".join(calls) == (
-        "mmr" + "s" * FALLBACK_STEPS + "mrs" + "s" * (2 * FALLBACK_STEPS - 1) + "mm"
+        "m" * n + "r" + "s" * FALLBACK_STEPS + "mrs" + "s" * (2 * FALLBACK_STEPS - 1) + "mm"
     )
-    assert [r.converged for r in results] == [False] + [True] * (len(results) - 1)
+    assert [r.converged for r in results] == [False] * (n - 1) + [True] * (len(results) - n + 1)
     # the fallback attempt counts the failed monolithic solve's work beside the staggered one's
-    assert (results[1].iterations, results[1].linear_iterations) == (3 + 9, 30 + 90)
-    assert results[1].control_iterations == 3  # step control: the staggered sub-solves only
+    fb = results[n - 1]
+    assert (fb.iterations, fb.linear_iterations) == (3 + 9, 30 + 90)
+    assert fb.control_iterations == 3  # step control: the staggered sub-solves only
     assert cp.fallback_steps == FALLBACK_STEPS  # reset by the successful monolithic step
-    assert cp.stats["monolithic_failures"] == 3
+    assert cp.stats["monolithic_failures"] == n + 1
     assert results[-1].control_iterations == 3
 
 
