@@ -2,8 +2,8 @@
 item 4) on the demo particle (50 grains, 14 µm, base mesh h = 0.8 µm).
 
     mpirun -n 2 python benchmarks/convergence/study.py [--work DIR] [--only LABEL ...]
-        [--levels 0 1] [--l-um 0.8 0.4] [--tau-s 10] [--seeds 1 2 3 4 5] [--plot-only]
-        [--set KEY=VALUE ...]
+        [--levels 0 1] [--l-um 0.8 0.4 1.6] [--tau-s 10] [--seeds 1 2 3 4 5]
+        [--coupled LEVEL L_UM ...] [--plot-only] [--set KEY=VALUE ...]
 
 Every run is the demo case (polycrack/cases/demo.yaml, CC C/50 to 4.5 V then CV to C/100) in
 ``physics.mode: quasistatic`` (x uniform; benchmarks/results/quasistatic_vs_coupled.json: onset
@@ -13,10 +13,15 @@ within 10 mV and Γ within 0.5 % of the coupled model on this particle), with
 * ``levels``: uniform DOLFINx refinements of the one base mesh (``geometry.mesh.refine_levels``:
   h = 0.8, 0.4, 0.2 µm; the same geometry, the same grains);
 * ``l-um``: the phase-field lengths l = l_gamma, with Gc_bulk and Gc_GB scaled by l (the demo's
-  50 / 5 J/m^2 at l = 0.8 µm; params/nmc811_parks2023.yaml: Gc ~ l keeps the AT2 strengths);
+  50 / 5 J/m^2 at l = 0.8 µm; params/nmc811_parks2023.yaml: Gc ~ l keeps the AT2 strengths).
+  l = 1.6 µm is the shipped demo's own l: its levels 0 and 1 are h/l = 1/2 and 1/4, the one
+  h/l = 1/4 level that fits 2 cores (206 k cells);
 * ``tau-s``: the phase-field viscosity (``physics.phase_field_relaxation_s``) of the study, and
   tau = 0 at l = 0.8 µm on each level, to measure what the viscosity changes;
-* ``seeds``: tessellation seeds (``geometry.grains.seed``) on level 0 at l = 0.8 µm.
+* ``seeds``: tessellation seeds (``geometry.grains.seed``) on level 0 at l = 0.8 µm;
+* ``coupled``: confirmation runs with the demo's coupled model (Li diffusion, Butler-Volmer, its
+  own solver and step limit; labels ``c...``), compared with the quasi-static run of the same
+  level and l (in addition to the default, level 1 at l = 1.6 µm).
 
 Runs are kept in ``--work`` (default runs/convergence) and a run whose run.json says finished is
 not solved again; one with a checkpoint continues from it (``--restart``), so the study can be
@@ -57,11 +62,14 @@ OVR = "material.overrides."
 COMMON = ("physics.mode=quasistatic", "solver.dt_max_s=36000")
 
 
-def spec(level: int, l_um: float, tau: float, seed: int = 1) -> tuple[str, list[str]]:
-    """A run's label and overrides."""
+def spec(
+    level: int, l_um: float, tau: float, seed: int = 1, coupled: bool = False
+) -> tuple[str, list[str]]:
+    """A run's label and overrides. ``coupled``: the demo's own coupled model (Li diffusion and
+    Butler-Volmer, its solver and step limit) instead of the quasi-static mode, label ``c...``."""
     scale = l_um / BASE_L_UM
     sets = [
-        *COMMON,
+        *(() if coupled else COMMON),
         f"geometry.mesh.refine_levels={level}",
         # as the case's material overrides, which replace the demo's own pair: the study does not
         # move (and its checkpoints stay valid) when examples/demo.yaml changes its l
@@ -73,7 +81,7 @@ def spec(level: int, l_um: float, tau: float, seed: int = 1) -> tuple[str, list[
     ]
     if seed != 1:
         sets.append(f"geometry.grains.seed={seed}")
-    return f"r{level}_l{l_um:g}_tau{tau:g}_seed{seed}", sets
+    return f"{'c' if coupled else 'r'}{level}_l{l_um:g}_tau{tau:g}_seed{seed}", sets
 
 
 def plan(args) -> list[tuple[str, list[str]]]:
@@ -82,6 +90,7 @@ def plan(args) -> list[tuple[str, list[str]]]:
     if args.tau_s != 0:
         runs += [spec(lv, BASE_L_UM, 0.0) for lv in args.levels]
     runs += [spec(min(args.levels), BASE_L_UM, args.tau_s, s) for s in args.seeds if s != 1]
+    runs += [spec(int(lv), float(l), args.tau_s, coupled=True) for lv, l in args.coupled]
     seen, out = set(), []
     for label, sets in sorted(runs, key=lambda r: int(r[0][1])):
         if label not in seen:
@@ -107,6 +116,7 @@ def summarise(label: str, sets: list[str], run_dir: Path) -> dict:
     val = {k.split("=")[0]: k.split("=")[1] for k in sets}
     row = {
         "label": label,
+        "mode": "coupled" if label.startswith("c") else "quasistatic",
         "overrides": sets,
         "status": rec["status"],
         "refine_levels": int(val["geometry.mesh.refine_levels"]),
@@ -181,12 +191,13 @@ def rel(a, b):
 def compare(rows: list[dict]) -> list[dict]:
     """Successive levels at the same l, tau and seed: onset (mV), Γ and damage (relative)."""
     out = []
-    by = {(r["l_um"], r["tau_s"], r["seed"], r["refine_levels"]): r for r in rows}
-    for (l_um, tau, seed, lv), fine in sorted(by.items()):
-        coarse = by.get((l_um, tau, seed, lv - 1))
+    by = {(r["mode"], r["l_um"], r["tau_s"], r["seed"], r["refine_levels"]): r for r in rows}
+    for (mode, l_um, tau, seed, lv), fine in sorted(by.items()):
+        coarse = by.get((mode, l_um, tau, seed, lv - 1))
         if coarse is None:
             continue
         c = {
+            "mode": mode,
             "l_um": l_um,
             "tau_s": tau,
             "seed": seed,
@@ -210,6 +221,7 @@ def compare(rows: list[dict]) -> list[dict]:
 def tau_effect(rows: list[dict]) -> list[dict]:
     """The study's viscosity against tau = 0 on each level (l = 0.8 µm, seed 1)."""
     out = []
+    rows = [r for r in rows if r["mode"] == "quasistatic"]
     zero = {r["refine_levels"]: r for r in rows if r["tau_s"] == 0 and r["seed"] == 1}
     for r in rows:
         z = zero.get(r["refine_levels"])
@@ -235,8 +247,34 @@ def tau_effect(rows: list[dict]) -> list[dict]:
     return out
 
 
+def mode_effect(rows: list[dict]) -> list[dict]:
+    """Each coupled run against the quasi-static run of the same level, l, tau and seed."""
+    key = ("refine_levels", "l_um", "tau_s", "seed")
+    qs = {tuple(r[k] for k in key): r for r in rows if r["mode"] == "quasistatic"}
+    out = []
+    for c in rows:
+        q = qs.get(tuple(c[k] for k in key))
+        if c["mode"] != "coupled" or q is None:
+            continue
+        a, b = c["onset"]["interpolated_V"], q["onset"]["interpolated_V"]
+        d = {k: c[k] for k in key}
+        d["onset_diff_mV"] = None if a is None or b is None else 1e3 * (a - b)
+        for v in VOLTAGES:
+            for k in ("crack_area_um2", "damage"):
+                d[f"{k}_{v:.1f}V_rel_diff"] = rel(c[f"{k}_{v:.1f}V"], q[f"{k}_{v:.1f}V"])
+        d["wall_ratio_coupled_over_quasistatic"] = (
+            c["solve_wall_s"] / q["solve_wall_s"]
+            if c["solve_wall_s"] and q["solve_wall_s"]
+            else None
+        )
+        out.append(d)
+    return out
+
+
 def seed_spread(rows: list[dict]) -> dict | None:
-    group = [r for r in rows if r["l_um"] == BASE_L_UM and r["tau_s"] != 0]
+    group = [
+        r for r in rows if r["l_um"] == BASE_L_UM and r["tau_s"] != 0 and r["mode"] == "quasistatic"
+    ]
     if not group:
         return None
     lv = min(r["refine_levels"] for r in group)
@@ -260,32 +298,38 @@ def seed_spread(rows: list[dict]) -> dict | None:
 
 
 def plot(res: dict, path: Path) -> None:
+    """One panel per l (seed 1: each level, tau and mode) and one for the tessellation seeds."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axs = plt.subplots(1, 3, figsize=(15, 4.5))
+    ls = sorted({r["l_um"] for r in res["rows"] if r["seed"] == 1})
+    fig, axs = plt.subplots(1, len(ls) + 1, figsize=(5 * (len(ls) + 1), 4.5), squeeze=False)
+    axs = axs[0]
     lv_seeds = min(r["refine_levels"] for r in res["rows"])
     for r in res["rows"]:
         c = r["curve"]
-        style = "-" if r["tau_s"] else "--"
         if r["seed"] != 1:
-            axs[2].plot(c["voltage_V"], c["crack_area_um2"], lw=1, label=f"seed {r['seed']}")
+            axs[-1].plot(c["voltage_V"], c["crack_area_um2"], lw=1, label=f"seed {r['seed']}")
             continue
-        ax = axs[0] if r["l_um"] == BASE_L_UM else axs[1]
+        ax = axs[ls.index(r["l_um"])]
+        style = ":" if r["mode"] == "coupled" else ("-" if r["tau_s"] else "--")
         cells = f" ({r['particle_cells']} cells)" if r["particle_cells"] else ""
         lab = f"h/l = {r['h_over_l']:g}, tau = {r['tau_s']:g} s{cells}, {r['status']}"
+        if r["mode"] == "coupled":
+            lab = "coupled, " + lab
         ax.plot(c["voltage_V"], c["crack_area_um2"], style, label=lab)
-        if r["l_um"] == BASE_L_UM and r["tau_s"] and r["refine_levels"] == lv_seeds:
-            axs[2].plot(c["voltage_V"], c["crack_area_um2"], "k-", lw=2, label="seed 1")
-    for ax, title in zip(
-        axs, ("l = 0.8 µm", "l = 0.4 µm", "tessellation seeds (l = 0.8 µm, level 0)"), strict=True
-    ):
+        base = r["l_um"] == BASE_L_UM and r["tau_s"] and r["mode"] == "quasistatic"
+        if base and r["refine_levels"] == lv_seeds:
+            axs[-1].plot(c["voltage_V"], c["crack_area_um2"], "k-", lw=2, label="seed 1")
+    titles = [f"l = {l_um:g} µm" for l_um in ls]
+    titles.append(f"tessellation seeds (l = {BASE_L_UM:g} µm, level {lv_seeds})")
+    for ax, title in zip(axs, titles, strict=True):
         ax.set(xlabel="cell voltage (V)", ylabel="crack area Γ (µm²)", title=title, xlim=(3.8, 4.5))
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
-    fig.suptitle("demo particle, quasi-static CC C/50 to 4.5 V: Γ against voltage")
+    fig.suptitle("demo particle, CC C/50 to 4.5 V (quasi-static unless marked): Γ against voltage")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -296,9 +340,18 @@ def main() -> None:
     )
     ap.add_argument("--work", type=Path, default=REPO / "runs" / "convergence")
     ap.add_argument("--levels", type=int, nargs="+", default=[0, 1])
-    ap.add_argument("--l-um", type=float, nargs="+", default=[0.8, 0.4])
+    ap.add_argument("--l-um", type=float, nargs="+", default=[0.8, 0.4, 1.6])
     ap.add_argument("--tau-s", type=float, default=10.0)
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
+    ap.add_argument(
+        "--coupled",
+        nargs=2,
+        action="append",
+        default=[["1", "1.6"]],
+        metavar=("LEVEL", "L_UM"),
+        help="a coupled confirmation run (the demo's coupled model) at this level and l "
+        "(repeatable; default: level 1 at l = 1.6 µm, the finest level that fits 2 cores)",
+    )
     ap.add_argument("--only", nargs="+", help="solve only these labels (others are summarised)")
     ap.add_argument("--plot-only", action="store_true", help="summarise what is in --work")
     ap.add_argument("--name", default="convergence")
@@ -361,6 +414,7 @@ def main() -> None:
         "levels": compare(rows),
         "tau_effect": tau_effect(rows),
         "seed_spread": seed_spread(rows),
+        "coupled_vs_quasistatic": mode_effect(rows),
     }
     out.write_text(json.dumps(res, indent=1))
     plot(res, out.with_suffix(".png"))
@@ -370,6 +424,8 @@ def main() -> None:
     for c in res["tau_effect"]:
         print("tau", json.dumps(c))
     print("seeds", json.dumps(res["seed_spread"]))
+    for c in res["coupled_vs_quasistatic"]:
+        print("coupled", json.dumps(c))
 
 
 if __name__ == "__main__":
