@@ -310,19 +310,22 @@ class AdaptConfig(StrictModel):
     """Adaptive local refinement during a run with fracture (docs/adaptivity.md).
 
     After every ``every_steps`` accepted steps, particle cells where the phase field exceeds
-    ``phi_threshold``, or where the local AT2 damage 2Dl/(Gc + 2Dl) of the driving force
+    ``phi_threshold``, or where the predicted damage of the driving force
     D = ``predictor_growth`` x max(H, psi+) exceeds ``predictor_threshold``, grow by
     ``buffer_layers`` rings of neighbours; those coarser than the nominal size h_over_l x
     min(l, l_γ) (not below ``h_min_um``; sizes as in the resolution rule, counted in halvings of
     the base mesh) are refined (Plaza), and the run continues on the new mesh with every field
     transferred. The step that marked cells is computed again on the new mesh from its start
     (corrector), at most ``max_corrections`` times; the history field moves by
-    ``history_transfer``.
+    ``history_transfer``. The predicted damage is ``predictor``: ``local``, the pointwise AT2
+    value 2Dl/(Gc + 2Dl); ``phase_field``, the AT2 phase field of D solved on the current mesh
+    (one linear solve per marking; it does not mark drive peaks narrower than l).
     """
 
     phi_threshold: Fraction = 0.3
     predictor_threshold: Fraction | None = 0.3
     predictor_growth: Annotated[float, Field(ge=1.0, le=10.0)] = 1.5
+    predictor: Literal["local", "phase_field"] = "local"
     buffer_layers: Annotated[int, Field(ge=0, le=5)] = 1
     h_over_l: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5
     h_min_um: Positive | None = None

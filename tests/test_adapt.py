@@ -135,6 +135,53 @@ def test_mark_predictor_local_at2_solution():
     )
 
 
+@pytest.mark.mpi
+def test_damage_predictor_solves_the_at2_equation():
+    """Criterion (c): the predicted phase field of a uniform drive is the homogeneous AT2 value
+    2Dl/(Gc + 2Dl) (the constant solves the equation with natural boundary conditions; P1 holds
+    it exactly: to the CG tolerance, 1e-6 here); a drive confined to one cell, whose local value
+    is the same 0.6, gives far less (the gradient term spreads it over l = 0.2 > the cell size
+    0.17), so it marks nothing at threshold 0.5 where the local predictor marks the cell."""
+    dom = _box(6)
+    hist = HistoryField(dom.submesh)
+    Gc, l = 0.05, 0.2
+    D_hi = 0.6 / 0.4 * Gc / (2 * l)
+    V = fem.functionspace(dom.submesh, ("Lagrange", 1))
+    pred = adapt.DamagePredictor(hist, V, Gc, l)
+    phi = pred(np.full_like(hist.H.x.array, D_hi))
+    n_own = V.dofmap.index_map.size_local
+    err = COMM.allreduce(float(np.abs(phi.x.array - 0.6).max(initial=0.0)), op=MPI.MAX)
+    assert err < 1e-6
+    m = adapt.mark_cells(dom, 0.01, predicted=phi, predictor_threshold=0.5, buffer_layers=0)
+    ctv = np.zeros(len(m), dtype=np.int32)
+    ctv[dom.cell_tags.indices] = dom.cell_tags.values
+    assert np.array_equal(m, ctv != BINDER)
+    # one cell (the owner's of the particle cell nearest the centre) carries the drive
+    sm = dom.submesh
+    mid = dmesh.compute_midpoints(sm, 3, hist.cells)
+    n_cells = sm.topology.index_map(3).size_local
+    d = np.linalg.norm(mid[:n_cells] - 0.5, axis=1)
+    best = COMM.allreduce((float(d.min(initial=np.inf)), COMM.rank), op=MPI.MIN)
+    D = np.zeros_like(hist.H.x.array)
+    if COMM.rank == best[1]:
+        D[hist.Q.dofmap.list[int(np.argmin(d))]] = D_hi
+    # the ghost copies of that cell's points carry it too (as H's layout does)
+    from dolfinx import la
+
+    imap = hist.Q.dofmap.index_map
+    v = la.vector(imap, 1, dtype=np.float64)
+    v.array[:] = D
+    v.scatter_forward()
+    spike = pred(v.array.copy())
+    peak = COMM.allreduce(float(spike.x.array[:n_own].max(initial=0.0)), op=MPI.MAX)
+    assert 0.0 < peak < 0.05  # measured 0.0146 on 1 and 2 ranks
+    assert _global(dom.mesh, adapt.mark_cells(dom, 0.01, predicted=spike, buffer_layers=0)) == 0
+    local = adapt.mark_cells(
+        dom, 0.01, drive=v.array, Gc=Gc, l=l, history=hist, predictor_threshold=0.5, buffer_layers=0
+    )
+    assert _global(dom.mesh, local) == 1
+
+
 # -- refinement: tags and geometry ---------------------------------------------------------------
 @pytest.mark.mpi
 def test_refinement_keeps_tagged_volumes_and_areas():

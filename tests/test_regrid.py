@@ -184,7 +184,7 @@ ADAPT = {
 
 
 def _adaptive(out, comm, until_V: float = 3.76, **adapt_and_run):
-    keys = ("max_corrections", "predictor_threshold")
+    keys = ("max_corrections", "predictor_threshold", "predictor")
     adapt = {k: adapt_and_run.pop(k) for k in keys if k in adapt_and_run}
     case = CASE | {
         "physics": {"mode": "quasistatic"},
@@ -251,6 +251,24 @@ def test_adaptive_run_without_corrector_moves_the_accepted_step(mpi_tmp_path):
     assert t["phi_max"][k] > ADAPT["phi_threshold"] >= t["phi_max"][k - 1]
     assert np.all(t["cells"][: k + 1] == change["cells_before"])
     assert t["cells"][k + 1] == change["cells_after"]
+
+
+@pytest.mark.mpi
+def test_adaptive_run_with_the_phase_field_predictor_refines_ahead(mpi_tmp_path):
+    """``predictor: phase_field`` (the AT2 field of the predicted drive, solved on the mesh):
+    the first change comes before φ reaches its threshold (the predictor, not φ, marked it),
+    marks a part of the particle, and the run finishes on the refined mesh."""
+    comm = MPI.COMM_WORLD
+    rec = _adaptive(mpi_tmp_path / "r", comm, predictor="phase_field", predictor_threshold=0.5)
+    assert rec["status"] == "finished"
+    change = rec["adapt"]["changes"][0]
+    t = read_table(mpi_tmp_path / "r" / "timeseries.csv")
+    k = int(np.flatnonzero(t["step"] == change["step"])[0])
+    # the marking step, computed again on the new mesh, is still far below φ's threshold
+    # (measured φ_max 0.53 against 0.8): the predictor marked it
+    assert t["phi_max"][k] < ADAPT["phi_threshold"]
+    assert 0 < change["marked_cells"] < change["cells_before"]
+    assert t["cells"][-1] > t["cells"][0]
 
 
 @pytest.mark.mpi

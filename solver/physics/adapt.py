@@ -45,6 +45,7 @@ from .mechanics import ParticleDomain
 
 __all__ = [
     "AdaptStats",
+    "DamagePredictor",
     "cell_counts",
     "cell_size",
     "extrapolate_drive",
@@ -121,6 +122,53 @@ def extrapolate_drive(psi_now: np.ndarray, psi_prev: np.ndarray, factor: float) 
     return np.maximum(psi_now + factor * (psi_now - psi_prev), 0.0)
 
 
+class DamagePredictor:
+    """The AT2 phase field of a predicted driving force on the current mesh (collective).
+
+    phi_D solves the phase-field equation of the run with the history H replaced by a predicted
+    driving force D (at H's quadrature points) and without the viscosity,
+
+        ∫ [(Gc/l + 2 D) phi q + Gc l ∇phi · ∇q] dx = ∫ 2 D q dx   for all q in P1,
+
+    i.e. the damage the present mesh would settle to if the driving force were D everywhere.
+    Unlike :func:`local_damage` (the same equation without the gradient term, pointwise) it
+    knows that a drive confined to a region narrower than l cannot break it: a spike of D in
+    one cell gives phi_D far below the local value, a drive that is wide compared with l gives
+    the local value. Linear and symmetric positive definite: CG + GAMG, relative tolerance 1e-8.
+
+    Args:
+        history: the :class:`~polycrack.physics.fracture.HistoryField` (point layout, degree).
+        V: the P1 phase-field space on the particle submesh.
+        Gc: toughness (GPa µm): a number or a UFL field on the submesh (e.g. Gc(γ)).
+        l: phase-field length (µm).
+        prefix: PETSc options prefix.
+    """
+
+    def __init__(self, history, V: fem.FunctionSpace, Gc, l: float, prefix: str = "predict_"):
+        from dolfinx.fem.petsc import LinearProblem
+
+        self.D = fem.Function(history.Q, name="predicted_drive")
+        self.phi = fem.Function(V, name="predicted_phi")
+        dxq = ufl.dx(domain=history.mesh, metadata={"quadrature_degree": history.degree})
+        p, q = ufl.TrialFunction(V), ufl.TestFunction(V)
+        a = ((Gc / l + 2.0 * self.D) * p * q + Gc * l * ufl.inner(ufl.grad(p), ufl.grad(q))) * dxq
+        opts = {"ksp_type": "cg", "pc_type": "gamg", "ksp_rtol": 1e-8, "ksp_atol": 1e-14}
+        self._problem = LinearProblem(
+            a, 2.0 * self.D * q * dxq, u=self.phi, petsc_options=opts, petsc_options_prefix=prefix
+        )
+
+    def __call__(self, drive: np.ndarray) -> fem.Function:
+        """phi_D for the driving force ``drive`` (GPa, laid out like ``history.H.x.array``, owned
+        and ghost points); the returned function is reused by the next call."""
+        self.D.x.array[:] = np.maximum(drive, 0.0)
+        self._problem.solve()
+        reason = self._problem.solver.getConvergedReason()
+        if reason <= 0:
+            raise RuntimeError(f"damage predictor did not converge (KSP reason {reason})")
+        self.phi.x.scatter_forward()
+        return self.phi
+
+
 def quadrature_expression(history, expr):
     """``expr`` (a UFL scalar on the particle submesh) compiled at the history field's
     quadrature points, for repeated :func:`quadrature_values`; a number stays a number."""
@@ -179,13 +227,15 @@ def mark_cells(
     predictor_threshold: float = 0.5,
     buffer_layers: int = 1,
     h_min: float = 0.0,
+    predicted: fem.Function | None = None,
 ) -> np.ndarray:
     """Cells of the full mesh (particle + binder) to refine; identical on all ranks for shared
     cells (collective).
 
     A particle cell is a seed if phi exceeds ``phi_threshold`` at one of its vertices, or if the
     local AT2 solution :func:`local_damage` of ``drive`` exceeds ``predictor_threshold`` at one of
-    its quadrature points; seeds grow by ``buffer_layers`` rings of vertex neighbours; of those,
+    its quadrature points, or if the predicted phase field ``predicted`` (:class:`DamagePredictor`)
+    exceeds ``predictor_threshold`` at one of its vertices; seeds grow by ``buffer_layers`` rings of vertex neighbours; of those,
     only particle cells with :func:`cell_size` > max(h_target, h_min) are marked (binder cells
     are split only by the conforming closure of the refinement).
 
@@ -200,6 +250,7 @@ def mark_cells(
         l: phase-field length (µm).
         history: the :class:`~polycrack.physics.fracture.HistoryField` giving the point layout.
         predictor_threshold: threshold of criterion (b).
+        predicted: the P1 phase field of a predicted drive (None: (c) off).
         buffer_layers: rings of vertex neighbours added.
         h_min: size floor (µm).
 
@@ -219,6 +270,9 @@ def mark_cells(
             raise ValueError("the predictor needs history (point layout), Gc and l")
         loc = local_damage(drive, Gc, l)
         seed_sub |= loc[history.Q.dofmap.list[sub_cells]].max(axis=1) > predictor_threshold
+    if predicted is not None:
+        dofs = predicted.function_space.dofmap.list[sub_cells]
+        seed_sub |= predicted.x.array[dofs].max(axis=1) > predictor_threshold
     parent = dom.entity_map.sub_topology_to_topology(sub_cells[seed_sub], False)
     marked = np.zeros(n_all, dtype=bool)
     marked[parent[parent < n_own]] = True

@@ -138,8 +138,8 @@ class AdaptPolicy(MeshPolicy):
     """The mesh-change policy of ``geometry.mesh.adapt`` (:class:`polycrack.config.AdaptConfig`).
 
     After every ``every_steps`` accepted steps: mark with :func:`polycrack.physics.adapt.
-    mark_cells` (φ > ``phi_threshold``; local AT2 damage of ``predictor_growth`` x max(H, ψ⁺)
-    above ``predictor_threshold``; ``buffer_layers`` rings) the cells coarser than the target
+    mark_cells` (φ > ``phi_threshold``; the ``predictor``'s damage of ``predictor_growth`` x
+    max(H, ψ⁺) above ``predictor_threshold``; ``buffer_layers`` rings) the cells coarser than the target
     and, if any cell is marked and the estimated unknowns stay under ``max_unknowns``, refine
     them (:func:`polycrack.physics.adapt.refine_mesh`, with the particle surface push of the
     bundle's shape when ``info`` has one). The marking reads only the accepted state, so a
@@ -181,6 +181,7 @@ class AdaptPolicy(MeshPolicy):
         #: [step, number of times it was computed again] of the last corrected step
         self.redone = [0, 0]
         self._gc_expr = None  # (problem, compiled Gc at H's points): one per problem
+        self._pred = None  # (problem, DamagePredictor): one per problem
 
     @property
     def quadrature_rule(self) -> str:
@@ -210,10 +211,12 @@ class AdaptPolicy(MeshPolicy):
         if b is None or b.history is None or step_no % cfg.every_steps:
             return None
         hist = b.history
-        drive = None  # predictor_threshold null: marking by the phase field alone
+        drive = predicted = None  # predictor_threshold null: marking by the phase field alone
         if cfg.predictor_threshold is not None:
             psi = hist.evaluate(b.psi_plus, problem.entity_maps)
             drive = cfg.predictor_growth * np.maximum(hist.H.x.array, psi)
+            if cfg.predictor == "phase_field":
+                predicted, drive = self._predictor(problem)(drive), None
         marked = adapt.mark_cells(
             problem.dom,
             self.size_threshold(problem.dom),
@@ -226,6 +229,7 @@ class AdaptPolicy(MeshPolicy):
             predictor_threshold=cfg.predictor_threshold or 1.0,
             buffer_layers=cfg.buffer_layers,
             h_min=0.0,  # in the threshold
+            predicted=predicted,
         )
         msh = problem.dom.mesh
         n_own = adapt.cell_counts(msh)[0]
@@ -275,6 +279,17 @@ class AdaptPolicy(MeshPolicy):
         if self._gc_expr is None or self._gc_expr[0] is not problem:
             self._gc_expr = (problem, adapt.quadrature_expression(b.history, b.Gc))
         return adapt.quadrature_values(b.history, self._gc_expr[1])
+
+    def _predictor(self, problem):
+        """The :class:`~polycrack.physics.adapt.DamagePredictor` of the problem's mesh, built
+        once per problem (a new mesh makes a new problem)."""
+        from ..physics import adapt
+
+        b = problem.blocks
+        if self._pred is None or self._pred[0] is not problem:
+            pred = adapt.DamagePredictor(b.history, b.phi.function_space, b.Gc, self.l_um)
+            self._pred = (problem, pred)
+        return self._pred[1]
 
     def state_dict(self) -> dict:
         return {
