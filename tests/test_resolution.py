@@ -29,7 +29,9 @@ def test_resolution_of_the_demo_and_its_refinements():
         "l_um": pytest.approx(1.6),
         "h_over_l": pytest.approx(0.5),
         "h_over_l_max": H_OVER_L_MAX,
+        "crack_area_excess_estimate": pytest.approx(0.25),
     }
+    assert "Γ is expected about 25 % above its h -> 0 limit" in resolution_line(load_case(DEMO))
     assert resolution_warning(load_case(DEMO)) is None
     fine = resolution(load_case(DEMO, ["geometry.mesh.refine_levels=2"]))
     assert fine["h_nominal_um"] == 0.2 and fine["h_over_l"] == pytest.approx(0.125)

@@ -259,7 +259,7 @@ def test_run_directory_lock(tmp_path):
     when the run ends."""
     import socket
 
-    from polycrack.workflow.lock import LOCK_NAME
+    from polycrack.workflow.lock import LOCK_NAME, in_use
 
     rc = load_case(_case(tmp_path / "case.yaml", protocol=PROTOCOL[:1]))
     out = tmp_path / "run"
@@ -269,16 +269,19 @@ def test_run_directory_lock(tmp_path):
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         lock.write_text(json.dumps({"host": socket.gethostname(), "pid": sleeper.pid}))
+        assert in_use(out)
         with pytest.raises(InputError, match=f"in use by another run \\(pid {sleeper.pid}"):
             Run(rc, out, MPI.COMM_WORLD, overwrite=True, verbose=False).run()
         assert (out / "timeseries.csv").read_text() == "a run in progress\n"
     finally:
         sleeper.kill()
         sleeper.wait()
+    assert not in_use(out)  # its process is gone
     lock.write_text(json.dumps({"host": "node-that-is-not-here", "pid": 1}))
+    assert in_use(out)  # another host: cannot be checked from here
     with pytest.raises(InputError, match="node-that-is-not-here.*remove"):
         Run(rc, out, MPI.COMM_WORLD, overwrite=True, verbose=False).run()
     # the sleeper is gone now: its lock is stale and is taken over
     lock.write_text(json.dumps({"host": socket.gethostname(), "pid": sleeper.pid}))
     rec = Run(rc, out, MPI.COMM_WORLD, overwrite=True, verbose=False).run()
-    assert rec["status"] == RunStatus.FINISHED and not lock.exists()
+    assert rec["status"] == RunStatus.FINISHED and not lock.exists() and not in_use(out)

@@ -60,6 +60,16 @@ ADAPT = {
         "buffer_layers": 1,
         "h_over_l": 0.5,
     },
+    # the same with the predicted damage solved as the AT2 phase field of the drive on the mesh
+    # (predictor: phase_field) instead of the pointwise value
+    "adapt_pf_l0.8_tau10_seed1": {
+        "phi_threshold": 0.8,
+        "predictor_threshold": 0.8,
+        "predictor_growth": 1.5,
+        "buffer_layers": 1,
+        "h_over_l": 0.5,
+        "predictor": "phase_field",
+    },
 }
 
 

@@ -49,6 +49,7 @@ from polycrack.config import load_case
 from polycrack.post.plots import read_table
 from polycrack.post.timeseries import damage_onset, value_at_voltage
 from polycrack.workflow.exports import git_commit
+from polycrack.workflow.lock import in_use
 from polycrack.workflow.run import CoupledRun
 
 REPO = Path(__file__).resolve().parents[2]
@@ -110,6 +111,8 @@ def finished(run_dir: Path) -> bool:
 
 def summarise(label: str, sets: list[str], run_dir: Path) -> dict:
     rec = json.loads((run_dir / "run.json").read_text())
+    if rec["status"] == "running" and not in_use(run_dir):
+        rec["status"] = "killed"  # its process is gone (e.g. the session ended): not running
     ts = read_table(run_dir / "timeseries.csv")
     cc = ts["protocol_step"] == 0
     mesh = rec.get("mesh", {})
@@ -214,8 +217,31 @@ def compare(rows: list[dict]) -> list[dict]:
             c["crack_area_um2_end_rel_diff"] = rel(
                 fine["crack_area_um2_end"], coarse["crack_area_um2_end"]
             )
+        for v in VOLTAGES:
+            c[f"first_order_fit_{v:.1f}V"] = first_order_fit(
+                coarse[f"crack_area_um2_{v:.1f}V"],
+                fine[f"crack_area_um2_{v:.1f}V"],
+                fine["h_over_l"],
+            )
         out.append(c)
     return out
+
+
+def first_order_fit(coarse: float | None, fine: float | None, h_over_l_fine: float) -> dict | None:
+    """Γ(h) = Γ_0 (1 + c h/l) through two levels h and h/2 (the error model of a crack band one
+    cell wide: benchmarks/convergence/gamma_discretisation.py, c = 1/2): the extrapolated Γ_0
+    (µm², Richardson, 2 Γ_fine − Γ_coarse), the constant c, and the fine level's error
+    Γ_fine/Γ_0 − 1. None without both values."""
+    if coarse is None or fine is None or coarse != coarse or fine != fine or coarse <= 0:
+        return None
+    g0 = 2.0 * fine - coarse
+    if g0 <= 0:
+        return None
+    return {
+        "gamma0_um2": g0,
+        "c": (coarse - fine) / (g0 * h_over_l_fine),
+        "fine_error": fine / g0 - 1.0,
+    }
 
 
 def tau_effect(rows: list[dict]) -> list[dict]:

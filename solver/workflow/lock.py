@@ -63,6 +63,19 @@ def acquire(out: Path) -> Path:
     raise InputError(f"{out}: could not take {path} (another run took it at the same time)")
 
 
+def in_use(out: Path) -> bool:
+    """Whether ``out/run.lock`` is held: by a live process on this host, or by any process on
+    another host (which cannot be checked from here). A run directory whose ``run.json`` says
+    ``running`` but which is not in use was killed (SIGKILL, a node failure)."""
+    path = Path(out) / LOCK_NAME
+    if not path.is_file():
+        return False
+    owner = _owner(path)
+    if owner.get("host") != socket.gethostname():
+        return True
+    return _alive(int(owner.get("pid", -1)))
+
+
 def _owner(path: Path) -> dict:
     try:
         owner = json.loads(path.read_text())

@@ -16,9 +16,16 @@ QUASISTATIC_SPREAD_LIMIT = 0.01
 #: size h (geometry.mesh.particle_size_um / 2^refine_levels) exceeds this multiple of the
 #: phase-field length min(l, l_gamma). Measured by benchmarks/convergence/study.py on the demo
 #: particle (docs/convergence.md): halving h from h = l to h = l/2 moved the damage onset by
-#: 9 mV but the crack area Γ at 4.0 V by 17 %, so h = l is not resolved; h = l/2 is the finest
-#: level that fits a workstation, and whether it is converged (to 5 % in Γ) is open
+#: 9 mV but the crack area Γ at 4.0 V by 17 %, so h = l is not resolved; h = l/2 is the coarsest
+#: level whose Γ follows the first-order error model below (the halving h/l = 1/2 -> 1/4 at
+#: l = 1.6 µm moved Γ at 4.5 V by 9.9 %, the model's 10 %)
 H_OVER_L_MAX = 0.5
+#: Γ(h) ≈ Γ_0 (1 + c h/l): the crack area's discretisation error, first order in h/l with this c
+#: (a crack band one cell wide adds h/(2l) of its area: benchmarks/convergence/
+#: gamma_discretisation.py; measured c = 0.50 at l = 1.6 µm and 4.2-4.5 V, 0.50 at l = 0.8 µm and
+#: 4.0 V, 0.29 at l = 0.8 µm and 4.5 V from two levels each, docs/convergence.md). ``check``
+#: prints c h/l as the expected excess of Γ over its h -> 0 limit.
+GAMMA_ERROR_C = 0.5
 
 
 def li_spread_estimate(rc: ResolvedCase) -> tuple[float, float] | None:
@@ -77,6 +84,7 @@ def resolution(rc: ResolvedCase) -> dict | None:
         "l_um": l_um,
         "h_over_l": h / l_um,
         "h_over_l_max": H_OVER_L_MAX,
+        "crack_area_excess_estimate": GAMMA_ERROR_C * h / l_um,
     }
 
 
@@ -88,7 +96,9 @@ def resolution_line(rc: ResolvedCase) -> str | None:
     line = (
         f"  phase-field resolution: h = {res['h_nominal_um']:g} µm (particle_size_um / "
         f"2^refine_levels), l = {res['l_um']:g} µm, h/l = {res['h_over_l']:.3g} "
-        f"(rule: h/l <= {H_OVER_L_MAX:g}, docs/convergence.md)"
+        f"(rule: h/l <= {H_OVER_L_MAX:g}, docs/convergence.md); the crack area Γ is expected "
+        f"about {100 * res['crack_area_excess_estimate']:.0f} % above its h -> 0 limit "
+        f"(first order: {GAMMA_ERROR_C:g} h/l)"
     )
     adapt = rc.case.geometry.mesh.adapt
     if adapt is not None:
