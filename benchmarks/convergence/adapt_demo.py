@@ -61,7 +61,8 @@ ADAPT = {
         "h_over_l": 0.5,
     },
     # the same with the predicted damage solved as the AT2 phase field of the drive on the mesh
-    # (predictor: phase_field) instead of the pointwise value
+    # (predictor: phase_field) instead of the pointwise value (stopped at 3.99 V: Γ still the
+    # coarse mesh's, 50 % of the level-1 cells; run with --set solver.linear=mumps_lagged)
     "adapt_pf_l0.8_tau10_seed1": {
         "phi_threshold": 0.8,
         "predictor_threshold": 0.8,
