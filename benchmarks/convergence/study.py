@@ -3,9 +3,9 @@ item 4) on the demo particle (50 grains, 14 µm, base mesh h = 0.8 µm).
 
     mpirun -n 2 python benchmarks/convergence/study.py [--work DIR] [--only LABEL ...]
         [--levels 0 1] [--l-um 0.8 0.4 1.6] [--tau-s 10] [--seeds 1 2 3 4 5]
-        [--coupled LEVEL L_UM ...] [--plot-only] [--set KEY=VALUE ...]
+        [--coupled LEVEL L_UM ...] [--p2 LEVEL L_UM ...] [--plot-only] [--set KEY=VALUE ...]
 
-Every run is the demo case (polycrack/cases/demo.yaml, CC C/50 to 4.5 V then CV to C/100) in
+Every run is the demo case (examples/demo.yaml, CC C/50 to 4.5 V then CV to C/100) in
 ``physics.mode: quasistatic`` (x uniform; benchmarks/results/quasistatic_vs_coupled.json: onset
 within 10 mV and Γ within 0.5 % of the coupled model on this particle), with
 ``solver.dt_max_s`` 36000 s, at:
@@ -19,6 +19,8 @@ within 10 mV and Γ within 0.5 % of the coupled model on this particle), with
 * ``tau-s``: the phase-field viscosity (``physics.phase_field_relaxation_s``) of the study, and
   tau = 0 at l = 0.8 µm on each level, to measure what the viscosity changes;
 * ``seeds``: tessellation seeds (``geometry.grains.seed``) on level 0 at l = 0.8 µm;
+* ``p2``: quasi-static runs with P2 displacement (label suffix ``_p2``), compared with the P1
+  runs of the same and the next level: how much of the mesh error is the displacement's;
 * ``coupled``: confirmation runs with the demo's coupled model (Li diffusion, Butler-Volmer, its
   own solver and step limit; labels ``c...``), compared with the quasi-static run of the same
   level and l (in addition to the default, level 1 at l = 1.6 µm).
@@ -64,10 +66,11 @@ COMMON = ("physics.mode=quasistatic", "solver.dt_max_s=36000")
 
 
 def spec(
-    level: int, l_um: float, tau: float, seed: int = 1, coupled: bool = False
+    level: int, l_um: float, tau: float, seed: int = 1, coupled: bool = False, degree: int = 1
 ) -> tuple[str, list[str]]:
     """A run's label and overrides. ``coupled``: the demo's own coupled model (Li diffusion and
-    Butler-Volmer, its solver and step limit) instead of the quasi-static mode, label ``c...``."""
+    Butler-Volmer, its solver and step limit) instead of the quasi-static mode, label ``c...``;
+    ``degree`` 2: P2 displacement (``physics.displacement_degree``), label suffix ``_p2``."""
     scale = l_um / BASE_L_UM
     sets = [
         *(() if coupled else COMMON),
@@ -82,7 +85,10 @@ def spec(
     ]
     if seed != 1:
         sets.append(f"geometry.grains.seed={seed}")
-    return f"{'c' if coupled else 'r'}{level}_l{l_um:g}_tau{tau:g}_seed{seed}", sets
+    if degree != 1:
+        sets.append(f"physics.displacement_degree={degree}")
+    suffix = f"_p{degree}" if degree != 1 else ""
+    return f"{'c' if coupled else 'r'}{level}_l{l_um:g}_tau{tau:g}_seed{seed}{suffix}", sets
 
 
 def plan(args) -> list[tuple[str, list[str]]]:
@@ -92,6 +98,7 @@ def plan(args) -> list[tuple[str, list[str]]]:
         runs += [spec(lv, BASE_L_UM, 0.0) for lv in args.levels]
     runs += [spec(min(args.levels), BASE_L_UM, args.tau_s, s) for s in args.seeds if s != 1]
     runs += [spec(int(lv), float(l), args.tau_s, coupled=True) for lv, l in args.coupled]
+    runs += [spec(int(lv), float(l), args.tau_s, degree=2) for lv, l in args.p2]
     seen, out = set(), []
     for label, sets in sorted(runs, key=lambda r: int(r[0][1])):
         if label not in seen:
@@ -120,6 +127,7 @@ def summarise(label: str, sets: list[str], run_dir: Path) -> dict:
     row = {
         "label": label,
         "mode": "coupled" if label.startswith("c") else "quasistatic",
+        "displacement_degree": 2 if label.endswith("_p2") else 1,
         "overrides": sets,
         "status": rec["status"],
         "refine_levels": int(val["geometry.mesh.refine_levels"]),
@@ -194,13 +202,24 @@ def rel(a, b):
 def compare(rows: list[dict]) -> list[dict]:
     """Successive levels at the same l, tau and seed: onset (mV), Γ and damage (relative)."""
     out = []
-    by = {(r["mode"], r["l_um"], r["tau_s"], r["seed"], r["refine_levels"]): r for r in rows}
-    for (mode, l_um, tau, seed, lv), fine in sorted(by.items()):
-        coarse = by.get((mode, l_um, tau, seed, lv - 1))
+    by = {
+        (
+            r["mode"],
+            r["displacement_degree"],
+            r["l_um"],
+            r["tau_s"],
+            r["seed"],
+            r["refine_levels"],
+        ): r
+        for r in rows
+    }
+    for (mode, deg, l_um, tau, seed, lv), fine in sorted(by.items()):
+        coarse = by.get((mode, deg, l_um, tau, seed, lv - 1))
         if coarse is None:
             continue
         c = {
             "mode": mode,
+            "displacement_degree": deg,
             "l_um": l_um,
             "tau_s": tau,
             "seed": seed,
@@ -247,7 +266,7 @@ def first_order_fit(coarse: float | None, fine: float | None, h_over_l_fine: flo
 def tau_effect(rows: list[dict]) -> list[dict]:
     """The study's viscosity against tau = 0 on each level (l = 0.8 µm, seed 1)."""
     out = []
-    rows = [r for r in rows if r["mode"] == "quasistatic"]
+    rows = [r for r in rows if r["mode"] == "quasistatic" and r["displacement_degree"] == 1]
     zero = {r["refine_levels"]: r for r in rows if r["tau_s"] == 0 and r["seed"] == 1}
     for r in rows:
         z = zero.get(r["refine_levels"])
@@ -276,7 +295,11 @@ def tau_effect(rows: list[dict]) -> list[dict]:
 def mode_effect(rows: list[dict]) -> list[dict]:
     """Each coupled run against the quasi-static run of the same level, l, tau and seed."""
     key = ("refine_levels", "l_um", "tau_s", "seed")
-    qs = {tuple(r[k] for k in key): r for r in rows if r["mode"] == "quasistatic"}
+    qs = {
+        tuple(r[k] for k in key): r
+        for r in rows
+        if r["mode"] == "quasistatic" and r["displacement_degree"] == 1
+    }
     out = []
     for c in rows:
         q = qs.get(tuple(c[k] for k in key))
@@ -297,9 +320,56 @@ def mode_effect(rows: list[dict]) -> list[dict]:
     return out
 
 
+def degree_effect(rows: list[dict]) -> list[dict]:
+    """Each P2-displacement run against the P1 runs of the same l, tau and seed on its own level
+    and on the next finer one: Γ relative, and how much of the P1 level change P2 gives
+    (``share_of_refinement``: (Γ_P2 − Γ_P1) / (Γ_P1,finer − Γ_P1); 1 = all of it)."""
+    key = ("l_um", "tau_s", "seed")
+    p1 = {
+        (*(r[k] for k in key), r["refine_levels"]): r
+        for r in rows
+        if r["mode"] == "quasistatic" and r["displacement_degree"] == 1
+    }
+    out = []
+    for r in rows:
+        if r["displacement_degree"] != 2:
+            continue
+        same = p1.get((*(r[k] for k in key), r["refine_levels"]))
+        finer = p1.get((*(r[k] for k in key), r["refine_levels"] + 1))
+        if same is None:
+            continue
+        d = {k: r[k] for k in (*key, "refine_levels")}
+        a, b = r["onset"]["interpolated_V"], same["onset"]["interpolated_V"]
+        d["onset_diff_mV"] = None if a is None or b is None else 1e3 * (a - b)
+        for v in VOLTAGES:
+            g2, g1 = r[f"crack_area_um2_{v:.1f}V"], same[f"crack_area_um2_{v:.1f}V"]
+            d[f"crack_area_um2_{v:.1f}V_rel_diff"] = rel(g2, g1)
+            gf = finer[f"crack_area_um2_{v:.1f}V"] if finer else None
+            ok = None not in (g2, g1, gf) and gf != g1
+            d[f"share_of_refinement_{v:.1f}V"] = (g2 - g1) / (gf - g1) if ok else None
+        comparable = (  # whole runs on the same number of ranks
+            r["status"] == same["status"] == "finished" and r["mpi_ranks"] == same["mpi_ranks"]
+        )
+        d["wall_ratio_p2_over_p1"] = (
+            r["solve_wall_s"] / same["solve_wall_s"]
+            if comparable and r["solve_wall_s"] and same["solve_wall_s"]
+            else None
+        )
+        d["unknowns_ratio_p2_over_p1"] = (
+            r["unknowns"] / same["unknowns"] if r["unknowns"] and same["unknowns"] else None
+        )
+        out.append(d)
+    return out
+
+
 def seed_spread(rows: list[dict]) -> dict | None:
     group = [
-        r for r in rows if r["l_um"] == BASE_L_UM and r["tau_s"] != 0 and r["mode"] == "quasistatic"
+        r
+        for r in rows
+        if r["l_um"] == BASE_L_UM
+        and r["tau_s"] != 0
+        and r["mode"] == "quasistatic"
+        and r["displacement_degree"] == 1
     ]
     if not group:
         return None
@@ -345,8 +415,11 @@ def plot(res: dict, path: Path) -> None:
         lab = f"h/l = {r['h_over_l']:g}, tau = {r['tau_s']:g} s{cells}, {r['status']}"
         if r["mode"] == "coupled":
             lab = "coupled, " + lab
+        if r["displacement_degree"] == 2:
+            style, lab = "-.", "P2 u, " + lab
         ax.plot(c["voltage_V"], c["crack_area_um2"], style, label=lab)
         base = r["l_um"] == BASE_L_UM and r["tau_s"] and r["mode"] == "quasistatic"
+        base = base and r["displacement_degree"] == 1
         if base and r["refine_levels"] == lv_seeds:
             axs[-1].plot(c["voltage_V"], c["crack_area_um2"], "k-", lw=2, label="seed 1")
     titles = [f"l = {l_um:g} µm" for l_um in ls]
@@ -379,6 +452,15 @@ def main() -> None:
         "(repeatable; default: level 1 at l = 1.6 µm, the finest level that fits 2 cores)",
     )
     ap.add_argument("--only", nargs="+", help="solve only these labels (others are summarised)")
+    ap.add_argument(
+        "--p2",
+        nargs=2,
+        action="append",
+        default=[["0", "1.6"], ["0", "0.8"]],
+        metavar=("LEVEL", "L_UM"),
+        help="a quasi-static run with P2 displacement at this level and l, compared with the P1 "
+        "runs of the same and the next level (repeatable; default: level 0 at l = 1.6 and 0.8 µm)",
+    )
     ap.add_argument("--plot-only", action="store_true", help="summarise what is in --work")
     ap.add_argument("--name", default="convergence")
     ap.add_argument(
@@ -441,6 +523,7 @@ def main() -> None:
         "tau_effect": tau_effect(rows),
         "seed_spread": seed_spread(rows),
         "coupled_vs_quasistatic": mode_effect(rows),
+        "p2_vs_p1": degree_effect(rows),
     }
     out.write_text(json.dumps(res, indent=1))
     plot(res, out.with_suffix(".png"))
@@ -452,6 +535,8 @@ def main() -> None:
     print("seeds", json.dumps(res["seed_spread"]))
     for c in res["coupled_vs_quasistatic"]:
         print("coupled", json.dumps(c))
+    for c in res["p2_vs_p1"]:
+        print("p2", json.dumps(c))
 
 
 if __name__ == "__main__":
