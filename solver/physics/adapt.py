@@ -232,12 +232,13 @@ def mark_cells(
     """Cells of the full mesh (particle + binder) to refine; identical on all ranks for shared
     cells (collective).
 
-    A particle cell is a seed if phi exceeds ``phi_threshold`` at one of its vertices, or if the
+    A particle cell is a seed if phi exceeds ``phi_threshold`` at one of its vertices (a), if the
     local AT2 solution :func:`local_damage` of ``drive`` exceeds ``predictor_threshold`` at one of
-    its quadrature points, or if the predicted phase field ``predicted`` (:class:`DamagePredictor`)
-    exceeds ``predictor_threshold`` at one of its vertices; seeds grow by ``buffer_layers`` rings of vertex neighbours; of those,
-    only particle cells with :func:`cell_size` > max(h_target, h_min) are marked (binder cells
-    are split only by the conforming closure of the refinement).
+    its quadrature points (b), or if the predicted phase field ``predicted``
+    (:class:`DamagePredictor`) exceeds ``predictor_threshold`` at one of its vertices (c); seeds
+    grow by ``buffer_layers`` rings of vertex neighbours; of those, only particle cells with
+    :func:`cell_size` > max(h_target, h_min) are marked (binder cells are split only by the
+    conforming closure of the refinement).
 
     Args:
         dom: the domain (parent mesh, particle submesh and its entity map).

@@ -139,8 +139,8 @@ class AdaptPolicy(MeshPolicy):
 
     After every ``every_steps`` accepted steps: mark with :func:`polycrack.physics.adapt.
     mark_cells` (φ > ``phi_threshold``; the ``predictor``'s damage of ``predictor_growth`` x
-    max(H, ψ⁺) above ``predictor_threshold``; ``buffer_layers`` rings) the cells coarser than the target
-    and, if any cell is marked and the estimated unknowns stay under ``max_unknowns``, refine
+    max(H, ψ⁺) above ``predictor_threshold``; ``buffer_layers`` rings) the cells coarser than
+    the target and, if any cell is marked and the estimated unknowns stay under ``max_unknowns``, refine
     them (:func:`polycrack.physics.adapt.refine_mesh`, with the particle surface push of the
     bundle's shape when ``info`` has one). The marking reads only the accepted state, so a
     restart marks as the uninterrupted run did.
