@@ -271,6 +271,27 @@ def test_adaptive_run_with_the_phase_field_predictor_refines_ahead(mpi_tmp_path)
     assert t["cells"][-1] > t["cells"][0]
 
 
+def test_adaptive_run_with_p2_displacement(tmp_path):
+    """``physics.displacement_degree: 2`` with adaptive refinement (the combination
+    docs/adaptivity.md names as the next to measure): the P2 displacement, its BDF states and
+    the phase field move to each new mesh and the run finishes with the mesh refined."""
+    comm = MPI.COMM_WORLD
+    case = CASE | {
+        "physics": {"mode": "quasistatic", "displacement_degree": 2},
+        "protocol": [{"type": "cc", "c_rate": 1.0, "until_voltage_V": 3.76}],
+    }
+    adapt = ADAPT | {"predictor": "phase_field", "predictor_threshold": 0.5}
+    case["geometry"] = {**case["geometry"], "mesh": {"adapt": adapt}}
+    rc = resolve_case(case, None)
+    rec = CoupledRun(rc, tmp_path, comm, dom=sphere8_domain(comm), verbose=False).run()
+    assert rec["status"] == "finished"
+    changes = rec["adapt"]["changes"]
+    assert len(changes) >= 2 and changes[-1]["cells_after"] > changes[0]["cells_before"]
+    t = read_table(tmp_path / "timeseries.csv")
+    assert t["cells"][-1] > t["cells"][0]
+    assert np.all(np.isfinite(t["crack_area_um2"])) and t["phi_max"][-1] > 0.5
+
+
 @pytest.mark.mpi
 def test_adaptive_sizes_are_levels_of_the_base_mesh():
     """The target h = h_over_l x l is a number of halvings of the base mesh's nominal size, and
