@@ -141,7 +141,10 @@ def summarise(label: str, sets: list[str], run_dir: Path) -> dict:
         "h_eq_um": mesh.get("h_eq_um"),
         "gb_zone_fraction": mesh.get("gb_zone_fraction"),
         "mpi_ranks": rec.get("mpi_size"),
-        "solve_wall_s": rec.get("wall_time_s", {}).get("solve_s"),
+        # every segment of a run continued from checkpoints (solve_s is the last segment's)
+        "solve_wall_s": rec.get("wall_time_s", {}).get(
+            "solve_s_all_segments", rec.get("wall_time_s", {}).get("solve_s")
+        ),
         "accepted_steps": rec.get("steps", {}).get("accepted"),
         "rejected_steps": sum(v for k, v in rec.get("steps", {}).items() if k != "accepted"),
         "newton_iterations": rec.get("solver", {}).get("newton_iterations"),
