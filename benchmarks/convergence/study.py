@@ -126,8 +126,8 @@ def summarise(label: str, sets: list[str], run_dir: Path) -> dict:
     val = {k.split("=")[0]: k.split("=")[1] for k in sets}
     row = {
         "label": label,
-        "mode": "coupled" if label.startswith("c") else "quasistatic",
-        "displacement_degree": 2 if label.endswith("_p2") else 1,
+        "mode": "quasistatic" if val.get("physics.mode") == "quasistatic" else "coupled",
+        "displacement_degree": int(val.get("physics.displacement_degree", 1)),
         "overrides": sets,
         "status": rec["status"],
         "refine_levels": int(val["geometry.mesh.refine_levels"]),

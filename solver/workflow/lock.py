@@ -46,9 +46,8 @@ def acquire(out: Path) -> Path:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             owner = _owner(path)
-            if owner.get("host") == host and (
-                owner.get("pid") == pid or not _alive(int(owner.get("pid", -1)))
-            ):
+            ours = owner.get("host") == host and owner.get("pid") == pid
+            if ours or not in_use(out):
                 path.unlink(missing_ok=True)  # stale (its process is gone) or our own
                 continue
             where = f"pid {owner.get('pid')} on {owner.get('host')}"
